@@ -1,0 +1,70 @@
+/*
+ * buf.c — growable byte buffer (see buf.h). Doubling growth; always NUL-terminated.
+ */
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_free(buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void buf_reset(buf *b) {
+    b->len = 0;
+    if (b->p) b->p[0] = '\0';
+}
+
+void buf_reserve(buf *b, size_t more) {
+    size_t need = b->len + more + 1;
+    if (need <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap *= 2;
+    b->p = xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+void buf_append(buf *b, const void *p, size_t n) {
+    buf_reserve(b, n);
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void buf_putc(buf *b, char c) {
+    buf_reserve(b, 1);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+
+void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+void buf_vprintf(buf *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return;
+    buf_reserve(b, (size_t)n);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void buf_printf(buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+char *buf_steal(buf *b) {
+    char *p = b->p;
+    if (!p) p = xcalloc(1, 1);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}

@@ -1,0 +1,34 @@
+/*
+ * buf.h — a growable byte buffer, the one way this code builds output.
+ *
+ * Allocation failure aborts the process (xalloc.h): every buffer is bounded by a request
+ * limit, so running out of memory is a server fault, not something to unwind from.
+ * The content is always followed by a NUL byte (not counted in len), so a buffer can be
+ * handed to C string functions when it holds text.
+ */
+#ifndef TR_BUF_H
+#define TR_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct buf {
+    char *p;     /* content; NULL until something is added */
+    size_t len;  /* bytes used */
+    size_t cap;  /* bytes allocated */
+} buf;
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_free(buf *b);                 /* releases memory; b is empty afterwards */
+void buf_reset(buf *b);                /* len = 0, keeps the allocation */
+void buf_reserve(buf *b, size_t more); /* room for `more` bytes (+ NUL) after len */
+void buf_append(buf *b, const void *p, size_t n);
+void buf_putc(buf *b, char c);
+void buf_puts(buf *b, const char *s);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(buf *b, const char *fmt, va_list ap);
+/* Hands the content over to the caller (to free()); b is empty afterwards. */
+char *buf_steal(buf *b);
+
+#endif

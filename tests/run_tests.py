@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Runs every test suite of tributary and prints one summary line.
+
+Suites: each cmocka unit-test program in <build>/tests, a short run of each libFuzzer
+target in build/fuzz (when not --sanitized: those are sanitizer builds already), and
+the end-to-end suite against the real binary for each storage backend. Each suite's
+counts are printed as it ends; the last line is "N passed, N failed" summed over all of
+them, which is what CI reads. Exit status 0 only when nothing failed.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, env=None, timeout=None):
+    """Runs cmd, echoing its output; returns (exit code, output)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    out = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        out.append(line)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = -9
+    sys.stdout.flush()
+    return code, "".join(out)
+
+
+def unit_suite(path):
+    code, out = run([path])
+    passed = failed = 0
+    m = re.search(r"\[  PASSED  \] (\d+) test", out)
+    if m:
+        passed = int(m.group(1))
+    m = re.search(r"\[  FAILED  \] (\d+) test", out)
+    if m:
+        failed = int(m.group(1))
+    if code != 0 and failed == 0:
+        failed = 1  # crashed or a sanitizer stopped it before cmocka could count
+    return passed, failed
+
+
+def fuzz_suite(path):
+    corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", os.path.basename(path))
+    cmd = [path, "-runs=20000", "-max_len=4096"]
+    if os.path.isdir(corpus):
+        cmd.append(corpus)
+    code, _ = run(cmd, timeout=600)
+    return (1, 0) if code == 0 else (0, 1)
+
+
+def e2e_suite(binary, backend, extra):
+    env = dict(os.environ)
+    code, out = run([sys.executable, "tests/e2e/run.py", "--bin", binary,
+                     "--backend", backend] + extra, env=env)
+    m = None
+    for m in re.finditer(r"^SUITE [^:]+: (\d+) passed, (\d+) failed", out, re.M):
+        pass
+    if not m:
+        return 0, 1
+    passed, failed = int(m.group(1)), int(m.group(2))
+    if code != 0 and failed == 0:
+        failed = 1
+    return passed, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--sanitized", action="store_true")
+    args = ap.parse_args()
+
+    results = []
+    tests_dir = os.path.join(ROOT, args.build, "tests")
+    for name in sorted(os.listdir(tests_dir)) if os.path.isdir(tests_dir) else []:
+        path = os.path.join(tests_dir, name)
+        if name.startswith("test_") and os.access(path, os.X_OK) and "." not in name:
+            results.append(("unit " + name, unit_suite(path)))
+
+    if not args.sanitized:
+        fuzz_dir = os.path.join(ROOT, "build", "fuzz")
+        for name in sorted(os.listdir(fuzz_dir)) if os.path.isdir(fuzz_dir) else []:
+            results.append(("fuzz " + name, fuzz_suite(os.path.join(fuzz_dir, name))))
+
+    binary = os.path.join(ROOT, args.build, "tributary")
+    if args.sanitized:
+        os.environ["TRIBUTARY_SANITIZED"] = "1"
+    results.append(("e2e sqlite", e2e_suite(binary, "sqlite", [])))
+
+    print()
+    total_p = total_f = 0
+    for name, (p, f) in results:
+        print(f"  {name}: {p} passed, {f} failed")
+        total_p += p
+        total_f += f
+    print(f"{total_p} passed, {total_f} failed")
+    return 0 if total_f == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
