@@ -1,0 +1,122 @@
+/*
+ * store.h — the storage interface: everything the HTTP/API layers may ask of a database.
+ *
+ * One interface, several engines: SQLite today (store_sqlite.c), PostgreSQL later. The
+ * API layer validates and normalises a whole request first and hands the store a
+ * finished batch of stored bytes; the store applies it in one transaction and returns
+ * only once that transaction is durable. Every function may be called from many threads
+ * at once; the store serialises writers itself (and may let several waiting batches
+ * share one commit, each still succeeding or failing whole).
+ *
+ * Model (see docs/architecture.md): tables are numbered from 10001 (the number goes into
+ * document IDs). Every commit gets an int64 nanosecond timestamp, strictly increasing in
+ * commit order. A table's documents live in its current generation; clear_tables swaps
+ * in a fresh empty generation in constant time and the old one is reclaimed in the
+ * background. Replaced and deleted versions are kept (for the export API) for the
+ * retention window.
+ */
+#ifndef TR_STORE_H
+#define TR_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/names.h"
+#include "model/pkey.h"
+#include "util/err.h"
+
+typedef struct store store;
+
+typedef struct store_config {
+    const char *data_dir;  /* SQLite: the database is <data_dir>/tributary.db */
+    int readonly;          /* open an existing database for reading only (CLI export);
+                              no schema changes, no background threads */
+    int64_t retention_ns;  /* how long replaced/deleted versions are kept; 0 = 5 days */
+} store_config;
+
+/* Opens (creating when needed) the database and starts background work (index
+ * backfills, space reclaim). Errors: 500 StorageError with the reason. */
+int store_open(const store_config *c, store **out, tr_err *e);
+/* Stops background threads (an unfinished backfill resumes at the next open) and closes. */
+void store_close(store *s);
+
+/* ---- import_airbyte_records ---- */
+
+typedef struct store_stream {
+    char table[NAMES_TABLE_MAX + 1]; /* valid (already rewritten) table name */
+    int dedup;                       /* 1: upsert by `key`; 0: append */
+    pkey key;                        /* when dedup */
+} store_stream;
+
+typedef struct store_record {
+    uint32_t stream;  /* index into store_batch.streams */
+    int deleted;      /* dedup only: a CDC deletion */
+    size_t doc_off;   /* the document (Convex JSON, no system fields) is */
+    size_t doc_len;   /*   docs[doc_off .. doc_off+doc_len) */
+    size_t key_off;   /* dedup only: encoded primary key (pkey_encode_doc) is */
+    size_t key_len;   /*   keys[key_off .. key_off+key_len) */
+} store_record;
+
+typedef struct store_batch {
+    const store_stream *streams;
+    size_t nstreams;
+    const store_record *records;  /* in message order */
+    size_t nrecords;
+    const char *docs;
+    const unsigned char *keys;
+} store_batch;
+
+typedef struct store_import_result {
+    size_t inserted;  /* new documents */
+    size_t replaced;  /* documents replaced by key */
+    size_t deleted;   /* documents deleted (CDC deletions, and duplicates collapsed) */
+} store_import_result;
+
+/* Applies a whole batch in one transaction, in record order (the last record for a key
+ * wins). Append records insert. Dedup records replace the document with the same key
+ * whole (keeping its _id and _creationTime); when several documents share the key the
+ * oldest is replaced and the others deleted; no match inserts; a deletion deletes every
+ * match, and a deletion matching nothing does nothing. Tables are created on first write.
+ * Errors (400, nothing written) for a dedup stream that has records:
+ *   no primary key index → IndexNotFoundError "Index <t>._by_airbyte_primary_key not found."
+ *   index backfilling   → IndexBackfillingError
+ *   key ≠ index fields  → PrimaryKeyMismatch
+ * Storage faults: 500 StorageError (503 DatabaseUnavailable where retrying may help). */
+int store_import(store *s, const store_batch *b, store_import_result *r, tr_err *e);
+
+/* ---- clear_tables ---- */
+
+/* Empties every listed table atomically (missing tables are created empty). Primary key
+ * indexes survive and are ready afterwards, even one that was backfilling. Constant time
+ * whatever the table size. *cleared = number of documents removed. */
+int store_clear_tables(store *s, const char *const *tables, size_t n, uint64_t *cleared,
+                       tr_err *e);
+
+/* ---- primary key indexes ---- */
+
+typedef struct store_index_req {
+    char table[NAMES_TABLE_MAX + 1];
+    pkey key;
+} store_index_req;
+
+/* In one transaction, for each request: creates the table if missing; creates its
+ * primary key index; the same fields again is a no-op; different fields replace the
+ * index. An index on an empty table is ready at once; otherwise it is built in the
+ * background (writes meanwhile keep it correct) and becomes ready by itself. */
+int store_add_indexes(store *s, const store_index_req *reqs, size_t n, tr_err *e);
+
+/* *ready = 1 when no listed table's index is still building (an empty list is ready).
+ * A listed table with no primary key index → 400 MissingIndex
+ * "Missing index: <t>._by_airbyte_primary_key". */
+int store_indexes_ready(store *s, const char *const *tables, size_t n, int *ready, tr_err *e);
+
+/* ---- reading back ---- */
+
+/* Called once per document: compact JSON with "_id" and "_creationTime" first, then the
+ * stored fields (Convex JSON encoding). Return non-zero to stop. */
+typedef int (*store_doc_fn)(void *ctx, const char *json, size_t len);
+
+/* Every current document of a table, in _id order. Unknown table → 404 TableNotFound. */
+int store_export_table(store *s, const char *table, store_doc_fn fn, void *ctx, tr_err *e);
+
+#endif
