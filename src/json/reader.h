@@ -24,7 +24,8 @@
 typedef struct json_reader json_reader;
 
 /* Called once per element of the streamed array, in order. Return 0 to go on, or -1
- * with *e filled to stop the whole parse with that error. */
+ * with *e filled to stop the whole parse with that error (an unfilled *e becomes a 500).
+ * The callback may reset elem_arena: the reader keeps no pointer into it afterwards. */
 typedef int (*json_element_fn)(void *ctx, size_t index, val *element, tr_err *e);
 
 /* Called when a top-level field other than the streamed one is complete (streaming mode
@@ -34,7 +35,8 @@ typedef int (*json_element_fn)(void *ctx, size_t index, val *element, tr_err *e)
 typedef int (*json_field_fn)(void *ctx, const char *key, size_t key_len, val *value, tr_err *e);
 
 typedef struct json_reader_opts {
-    size_t max_depth;        /* nesting limit outside streamed elements → 400 BadJsonBody */
+    size_t max_depth;        /* nesting limit outside streamed elements → 400 BadJsonBody;
+                                here and below, 0 means no limit */
     const char *stream_key;  /* top-level key whose array elements are streamed, or NULL */
     /* Limits inside a streamed element, checked while it is built (so a huge element is
      * refused before it is held in memory). The element itself is depth 1; 0 = none.
