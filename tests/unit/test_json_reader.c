@@ -529,6 +529,41 @@ static void test_stream_memory_stays_flat(void **state) {
     buf_free(&r.out);
 }
 
+
+/* A token longer than any valid document could need is refused while it streams in,
+ * instead of being buffered and re-scanned for every chunk. */
+static int count_field(void *ctx, const char *key, size_t key_len, val *value, tr_err *e) {
+    (void)key, (void)key_len, (void)value, (void)e;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_huge_token_refused_early(void **state) {
+    (void)state;
+    arena *ea = arena_new();
+    int fields = 0;
+    json_reader_opts o = {.stream_key = "messages", .on_root_field = count_field, .ctx = &fields};
+    json_reader *r = json_reader_new(&o, ta, ea);
+    tr_err e;
+    err_clear(&e);
+    const char *head = "{\"tables\":{},\"messages\":[{\"data\":\"";
+    assert_int_equal(json_reader_feed(r, head, strlen(head), &e), 0);
+    assert_int_equal(fields, 1); /* "tables" was handed out as soon as it was complete */
+    char chunk[65536];
+    memset(chunk, 'a', sizeof chunk);
+    int rc = 0;
+    size_t fed = 0;
+    while (rc == 0 && fed < 20u * 1024 * 1024) {
+        rc = json_reader_feed(r, chunk, sizeof chunk, &e);
+        fed += sizeof chunk;
+    }
+    assert_int_equal(rc, -1);
+    assert_string_equal(e.code, "ValueTooLargeError");
+    assert_true(fed > 8u * 1024 * 1024 && fed < 9u * 1024 * 1024);
+    json_reader_free(r);
+    arena_free(ea);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_int64_rule, setup, teardown),
@@ -549,6 +584,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_element_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_element_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_memory_stays_flat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_huge_token_refused_early, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
