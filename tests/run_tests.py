@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,10 +50,12 @@ def unit_suite(path):
 
 def fuzz_suite(path):
     corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", os.path.basename(path))
-    cmd = [path, "-runs=20000", "-max_len=4096"]
-    if os.path.isdir(corpus):
-        cmd.append(corpus)
-    code, _ = run(cmd, timeout=600)
+    # New inputs go to a scratch directory first in the list; the seeds stay untouched.
+    with tempfile.TemporaryDirectory() as scratch:
+        cmd = [path, "-runs=20000", "-max_len=4096", scratch]
+        if os.path.isdir(corpus):
+            cmd.append(corpus)
+        code, _ = run(cmd, timeout=600)
     return (1, 0) if code == 0 else (0, 1)
 
 
