@@ -43,7 +43,7 @@
 #define JR_PATH_MAX 200 /* longest location prefix in an error message */
 #define JR_KEY_SHOWN 64 /* bytes of one key shown in a location */
 #define JR_TWO53 9007199254740992ULL
-/* Longest single token (string, key, number, whitespace run) accepted. yajl re-scans a
+/* Longest single token (string, key, number, literal) accepted. yajl re-scans a
  * token that spans chunks from its start, so a huge token costs time quadratic in its
  * length; no token this long can be part of a valid 1 MiB document even fully escaped
  * (6 bytes per \uXXXX), so refusing it early loses nothing. */
@@ -100,8 +100,9 @@ struct json_reader {
 
     buf num; /* NUL-terminated copy of a long number for strtod */
 
-    size_t progress; /* callbacks seen: keys, value starts, value ends */
-    size_t stalled;  /* bytes fed since the last chunk in which a callback happened */
+    int tok_in_str;  /* token tracking (jr_track_tokens): inside a string */
+    int tok_esc;     /* the previous string byte was a backslash */
+    size_t tok_len;  /* bytes of the token that has not ended yet */
 };
 
 /* ---- strict UTF-8 ---- */
@@ -195,7 +196,6 @@ static int jr_fail(json_reader *r, size_t upto, const char *code, const char *fm
 /* ---- building ---- */
 
 static void jr_push_slot(json_reader *r, const char *key, size_t key_len, const val *v) {
-    r->progress++;
     if (r->nsl == r->cap_sl) {
         r->cap_sl = r->cap_sl ? r->cap_sl * 2 : 256;
         r->sl = xrealloc(r->sl, r->cap_sl * sizeof *r->sl);
@@ -212,7 +212,6 @@ static jr_level *jr_push_level(json_reader *r, int is_obj) {
         r->lv = xrealloc(r->lv, r->cap_lv * sizeof *r->lv);
     }
     jr_level *l = &r->lv[r->nlv++];
-    r->progress++;
     memset(l, 0, sizeof *l);
     l->start = r->nsl;
     l->is_obj = (unsigned char)is_obj;
@@ -222,7 +221,6 @@ static jr_level *jr_push_level(json_reader *r, int is_obj) {
 
 /* A finished value goes to its parent: the root, the element callback, or a slot. */
 static int jr_put(json_reader *r, const val *v) {
-    r->progress++;
     if (r->nlv == 0) {
         r->root = arena_alloc(r->root_arena, sizeof *r->root);
         *r->root = *v;
@@ -569,7 +567,6 @@ static int jr_cb_key(void *ctx, const unsigned char *s, size_t n) {
     size_t maxf = r->o.element_max_fields;
     l->key = NULL;
     l->key_len = 0;
-    r->progress++;
     if (!jr_utf8_valid(s, n)) return jr_fail(r, r->nlv - 1, JR_BAD, "invalid UTF-8 in a key");
     if (l->in_elem && maxf && r->nsl - l->start >= 2 * maxf) {
         r->nsl = l->start + jr_dedup(r, r->sl + l->start, r->nsl - l->start);
@@ -733,18 +730,46 @@ void json_reader_free(json_reader *r) {
     free(r);
 }
 
+/* Follows where strings, numbers and literals start and end, to refuse a token longer
+ * than JR_TOKEN_MAX before yajl buffers it. Whitespace between tokens costs nothing.
+ * Returns 0 when the current token has grown too long. */
+static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
+    size_t len = r->tok_len;
+    int in_str = r->tok_in_str, esc = r->tok_esc;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (in_str) {
+            if (esc) esc = 0;
+            else if (c == '\\') esc = 1;
+            else if (c == '"') in_str = 0, len = 0;
+            if (in_str) len++;
+        } else if (c == '"') {
+            in_str = 1;
+            len = 1;
+        } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == ',' || c == ':' ||
+                   c == '[' || c == ']' || c == '{' || c == '}') {
+            len = 0;
+        } else {
+            len++;
+        }
+        if (len > JR_TOKEN_MAX) return 0;
+    }
+    r->tok_len = len;
+    r->tok_in_str = in_str;
+    r->tok_esc = esc;
+    return 1;
+}
+
 int json_reader_feed(json_reader *r, const void *p, size_t n, tr_err *e) {
     const unsigned char *b = p;
     if (r->failed) return jr_error_out(r, e);
     size_t ok = jr_scan(r, b, n);
-    size_t before = r->progress;
-    if (ok && jr_parse(r, b, ok) < 0) return jr_error_out(r, e);
-    r->stalled = r->progress == before ? r->stalled + ok : 0;
-    if (r->stalled > JR_TOKEN_MAX) {
+    if (!jr_track_tokens(r, b, ok)) {
         jr_fail(r, r->nlv, "ValueTooLargeError", "a single JSON value is longer than %u bytes",
                 JR_TOKEN_MAX);
         return jr_error_out(r, e);
     }
+    if (ok && jr_parse(r, b, ok) < 0) return jr_error_out(r, e);
     if (ok < n) {
         jr_fail(r, r->nlv, JR_BAD, "invalid \\u escape: unpaired UTF-16 surrogate");
         return jr_error_out(r, e);
