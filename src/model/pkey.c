@@ -119,10 +119,7 @@ static void pkey_dotted(const pkey_path *p, buf *out) {
 
 static int pkey_parse_component(const val *key, size_t i, size_t j, const val *c,
                                 pkey_path *p, tr_err *e) {
-    if (c->type != VAL_STRING) {
-        return pkey_invalid(key, e, "field path %zu, component %zu is %s, expected a string.",
-                            i, j, val_type_name(c->type));
-    }
+    (void)j;
     const char *s = c->u.s.p;
     size_t n = c->u.s.len;
     if (!names_identifier(s, n)) {
@@ -142,10 +139,6 @@ static int pkey_parse_component(const val *key, size_t i, size_t j, const val *c
 
 static int pkey_parse_path(const val *key, size_t i, pkey *out, tr_err *e) {
     const val *v = key->u.a.items[i];
-    if (v->type != VAL_ARRAY) {
-        return pkey_invalid(key, e, "field path %zu is %s, expected a list of field names.", i,
-                            val_type_name(v->type));
-    }
     if (v->u.a.n == 0) return pkey_invalid(key, e, "field path %zu is empty.", i);
     if (v->u.a.n > PKEY_MAX_COMPONENTS) {
         return pkey_invalid(key, e, "field path %zu has %zu components (maximum %d).", i,
@@ -187,11 +180,30 @@ static int pkey_check_reserved(const pkey *k, tr_err *e) {
     return 0;
 }
 
-int pkey_parse(const val *v, pkey_origin origin, pkey *out, tr_err *e) {
-    if (v->type != VAL_ARRAY) {
-        return pkey_invalid(v, e, "expected a list of field paths such as [[\"id\"]], got %s:",
-                            val_type_name(v->type));
+/* The JSON shape (a list of lists of strings) is checked before any rule, so a wrong
+ * type anywhere is BadJsonBody, as when the reference fails to deserialise the body. */
+static int pkey_check_types(const val *v, tr_err *e) {
+    if (v->type != VAL_ARRAY)
+        return err_set(e, 400, "BadJsonBody",
+                       "expected a list of field paths such as [[\"id\"]], got %s",
+                       val_type_name(v->type));
+    for (size_t i = 0; i < v->u.a.n; i++) {
+        const val *path = v->u.a.items[i];
+        if (path->type != VAL_ARRAY)
+            return err_set(e, 400, "BadJsonBody", "[%zu]: expected a list of field names, got %s",
+                           i, val_type_name(path->type));
+        for (size_t j = 0; j < path->u.a.n; j++) {
+            const val *c = path->u.a.items[j];
+            if (c->type != VAL_STRING)
+                return err_set(e, 400, "BadJsonBody", "[%zu][%zu]: expected a string, got %s", i,
+                               j, val_type_name(c->type));
+        }
     }
+    return 0;
+}
+
+int pkey_parse(const val *v, pkey_origin origin, pkey *out, tr_err *e) {
+    if (pkey_check_types(v, e) != 0) return -1;
     if (v->u.a.n == 0) return err_set(e, 400, "EmptyPrimaryKey", "Primary keys cannot be empty");
     if (v->u.a.n > PKEY_MAX_PATHS) {
         return pkey_invalid(v, e, "Indexes may have up to %d fields, got %zu.", PKEY_MAX_PATHS,

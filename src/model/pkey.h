@@ -41,8 +41,9 @@ typedef enum pkey_origin {
 } pkey_origin;
 
 /* Parses a JSON list of lists of strings into *out.
- * Errors (status 400): [] → EmptyPrimaryKey; an empty path, a non-identifier component,
- * "_id", a repeated path, more than 16 paths, wrong JSON types → InvalidPrimaryKey;
+ * Errors (status 400): wrong JSON types (checked first) → BadJsonBody; [] →
+ * EmptyPrimaryKey; an empty path, a non-identifier component, "_id", a repeated path,
+ * more than 16 paths → InvalidPrimaryKey;
  * with PKEY_FROM_INDEX a component starting with '_' → IndexFieldNameReserved. */
 int pkey_parse(const val *v, pkey_origin origin, pkey *out, tr_err *e);
 

@@ -85,13 +85,19 @@ static void test_empty_key(void **state) {
     expect_error("[]", PKEY_FROM_STREAM, "EmptyPrimaryKey", "Primary keys cannot be empty");
 }
 
+static void expect_bad_json(const char *text, const char *fragment) {
+    expect_error(text, PKEY_FROM_STREAM, "BadJsonBody", fragment);
+    expect_error(text, PKEY_FROM_INDEX, "BadJsonBody", fragment);
+}
+
+/* Wrong JSON types are a malformed body, found before any key rule. */
 static void test_wrong_types(void **state) {
     (void)state;
-    expect_invalid("\"id\"", "a string");
-    expect_invalid("{\"id\": 1}", "an object");
-    expect_invalid("[\"id\"]", "field path 0 is a string");
-    expect_invalid("[[\"a\"], [1]]", "field path 1, component 0 is a number");
-    expect_invalid("[[null]]", "is null");
+    expect_bad_json("\"id\"", "got a string");
+    expect_bad_json("{\"id\": 1}", "got an object");
+    expect_bad_json("[\"id\"]", "[0]: expected a list of field names, got a string");
+    expect_bad_json("[[\"a\"], [1]]", "[1][0]: expected a string, got a number");
+    expect_bad_json("[[\"a b\"], [null]]", "[1][0]: expected a string, got null");
 }
 
 static void test_bad_paths(void **state) {
