@@ -1,7 +1,7 @@
 /*
  * store.h — the storage interface: everything the HTTP/API layers may ask of a database.
  *
- * One interface, several engines: SQLite today (store_sqlite.c), PostgreSQL later. The
+ * One interface, several engines: SQLite today (sqlite.c), PostgreSQL later. The
  * API layer validates and normalises a whole request first and hands the store a
  * finished batch of stored bytes; the store applies it in one transaction and returns
  * only once that transaction is durable. Every function may be called from many threads

@@ -1,0 +1,352 @@
+/*
+ * backfill.c — background work of the SQLite engine: building primary key indexes over
+ * existing documents, and deleting what no reader can see any more.
+ *
+ * Both run as many small steps instead of one big statement, so an import waiting for
+ * the writer waits for one step at most (a few milliseconds), and a crash loses at most
+ * one step: the backfill cursor (last document id indexed) is saved with each step, and
+ * reclaim needs no cursor because what it deletes is gone once committed.
+ *
+ * Backfill reads documents in id order (ids grow with insertion, see docid.h), so the
+ * documents appended while it runs come after the cursor and are seen too; those writes
+ * also add their own entries with INSERT OR IGNORE, so either side may be first.
+ *
+ * Reclaim deletes at most about SQ_RECLAIM_CHUNK rows per step: through a LIMITed
+ * subquery of rowids for rowid tables, and for WITHOUT ROWID tables (index entries, the
+ * change log) by first reading the key of the last row to delete, then deleting the key
+ * range up to it.
+ */
+#include "store/backfill.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/reader.h"
+#include "util/xalloc.h"
+
+enum {
+    M_BF_NEXT,
+    M_BF_DOCS,
+    M_BF_ENTRY,
+    M_BF_CURSOR,
+    M_BF_READY,
+    M_RC_DEAD,
+    M_RC_DEAD_BOUND,
+    M_RC_DEAD_SOME,
+    M_RC_DEAD_ALL,
+    M_RC_DEAD_DONE,
+    M_RC_TABLET,
+    M_RC_TABLET_DOCS,
+    M_RC_TABLET_DONE,
+    M_RC_HISTORY,
+    M_RC_LOG_BOUND,
+    M_RC_LOG_SOME,
+    M_RC_LOG_ALL,
+    M_NSTMT
+};
+
+static const char *const maint_sql[M_NSTMT] = {
+    [M_BF_NEXT] = "SELECT p.table_number, p.ix, p.fields, p.cursor, t.tablet"
+                  " FROM pk_indexes p JOIN tables t ON t.number = p.table_number"
+                  " WHERE p.state = 'backfilling' ORDER BY p.table_number LIMIT 1",
+    [M_BF_DOCS] = "SELECT id, rowid, value FROM documents"
+                  " WHERE tablet = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [M_BF_ENTRY] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc) VALUES (?1, ?2, ?3)",
+    [M_BF_CURSOR] = "UPDATE pk_indexes SET cursor = ?2 WHERE table_number = ?1",
+    [M_BF_READY] = "UPDATE pk_indexes SET state = 'ready', cursor = NULL"
+                   " WHERE table_number = ?1",
+    [M_RC_DEAD] = "SELECT ix FROM dead_indexes LIMIT 1",
+    [M_RC_DEAD_BOUND] = "SELECT key, doc FROM pk_entries WHERE ix = ?1"
+                        " ORDER BY key, doc LIMIT 1 OFFSET ?2",
+    [M_RC_DEAD_SOME] = "DELETE FROM pk_entries WHERE ix = ?1 AND (key, doc) <= (?2, ?3)",
+    [M_RC_DEAD_ALL] = "DELETE FROM pk_entries WHERE ix = ?1",
+    [M_RC_DEAD_DONE] = "DELETE FROM dead_indexes WHERE ix = ?1",
+    [M_RC_TABLET] = "SELECT id FROM tablets"
+                    " WHERE dropped_ts IS NOT NULL AND dropped_ts < ?1 LIMIT 1",
+    [M_RC_TABLET_DOCS] = "DELETE FROM documents WHERE rowid IN"
+                         " (SELECT rowid FROM documents WHERE tablet = ?1 LIMIT ?2)",
+    [M_RC_TABLET_DONE] = "DELETE FROM tablets WHERE id = ?1",
+    [M_RC_HISTORY] = "DELETE FROM history WHERE rowid IN"
+                     " (SELECT rowid FROM history WHERE valid_to < ?1 LIMIT ?2)",
+    [M_RC_LOG_BOUND] = "SELECT ts, tablet, id FROM changes"
+                         " ORDER BY ts, tablet, id LIMIT 1 OFFSET ?1",
+    [M_RC_LOG_SOME] = "DELETE FROM changes WHERE ts <= ?1 AND (ts, tablet, id) <= (?1, ?2, ?3)",
+    [M_RC_LOG_ALL] = "DELETE FROM changes WHERE ts < ?1",
+};
+
+struct sq_maint {
+    sqlite3 *db;
+    sqlite3_stmt *st[M_NSTMT];
+    arena *a;
+    buf key;
+    pkey k;
+};
+
+int sq_error(sqlite3 *db, int rc, tr_err *e) {
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    int primary = rc & 0xff;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+        return err_set(e, 503, "DatabaseUnavailable", "The database is busy, try again: %s", msg);
+    return err_set(e, 500, "StorageError", "Storage error: %s", msg);
+}
+
+sqlite3_stmt *sq_prepare(sqlite3 *db, sqlite3_stmt **slot, const char *sql, tr_err *e) {
+    if (*slot) return *slot;
+    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    if (rc != SQLITE_OK) {
+        sq_error(db, rc, e);
+        *slot = NULL;
+    }
+    return *slot;
+}
+
+int sq_step_done(sqlite3 *db, sqlite3_stmt *st, tr_err *e) {
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) sq_error(db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sq_index_key(const char *fields, size_t n, arena *a, pkey *out, tr_err *e) {
+    val *v;
+    if (json_parse(a, fields, n, 0, 0, &v, e) != 0 || pkey_parse(v, PKEY_FROM_INDEX, out, e) != 0)
+        return err_set(e, 500, "StorageError", "Stored index definition %.*s is unreadable: %s",
+                       (int)(n > 200 ? 200 : n), fields, e->message);
+    return 0;
+}
+
+int sq_doc_key(const pkey *k, const char *doc, size_t n, arena *a, buf *out, tr_err *e) {
+    val *v;
+    /* no depth limit: stored documents were checked against it on the way in */
+    if (json_parse(a, doc, n, 0, JSON_CONVEX, &v, e) != 0)
+        return err_set(e, 500, "StorageError", "A stored document is unreadable: %s", e->message);
+    buf_reset(out);
+    return pkey_encode_doc(k, v, 0, out, e);
+}
+
+sq_maint *sq_maint_new(sqlite3 *writer) {
+    sq_maint *m = xcalloc(1, sizeof *m);
+    m->db = writer;
+    m->a = arena_new();
+    return m;
+}
+
+void sq_maint_free(sq_maint *m) {
+    if (!m) return;
+    for (size_t i = 0; i < M_NSTMT; i++) sqlite3_finalize(m->st[i]);
+    arena_free(m->a);
+    buf_free(&m->key);
+    free(m);
+}
+
+static sqlite3_stmt *maint_stmt(sq_maint *m, int id, tr_err *e) {
+    return sq_prepare(m->db, &m->st[id], maint_sql[id], e);
+}
+
+/* The backfilling index to work on next, or *found = 0. */
+typedef struct bf_target {
+    int64_t table_number, ix, tablet;
+    unsigned char cursor[64];
+    int cursor_len;
+} bf_target;
+
+static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_BF_NEXT, e);
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) {
+        t->table_number = sqlite3_column_int64(st, 0);
+        t->ix = sqlite3_column_int64(st, 1);
+        t->tablet = sqlite3_column_int64(st, 4);
+        const void *cur = sqlite3_column_blob(st, 3);
+        int clen = sqlite3_column_bytes(st, 3);
+        t->cursor_len = clen <= (int)sizeof t->cursor ? clen : 0;
+        if (cur && t->cursor_len) memcpy(t->cursor, cur, (size_t)t->cursor_len);
+        arena_reset(m->a);
+        rc = sq_index_key((const char *)sqlite3_column_text(st, 2),
+                          (size_t)sqlite3_column_bytes(st, 2), m->a, &m->k, e);
+        sqlite3_reset(st);
+        return rc;
+    }
+    if (rc != SQLITE_DONE) sq_error(m->db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int bf_entry(sq_maint *m, int64_t ix, int64_t doc, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_BF_ENTRY, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, ix);
+    sqlite3_bind_blob(st, 2, m->key.p, (int)m->key.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, doc);
+    return sq_step_done(m->db, st, e);
+}
+
+/* Indexes up to one chunk of documents after the cursor; *n = how many it saw. */
+static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_BF_DOCS, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->tablet);
+    sqlite3_bind_blob(st, 2, t->cursor, t->cursor_len, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, SQ_BACKFILL_CHUNK);
+    *n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int idlen = sqlite3_column_bytes(st, 0);
+        if (idlen > (int)sizeof t->cursor) idlen = (int)sizeof t->cursor;
+        memcpy(t->cursor, sqlite3_column_blob(st, 0), (size_t)idlen);
+        t->cursor_len = idlen;
+        arena_reset(m->a);
+        if (sq_doc_key(&m->k, (const char *)sqlite3_column_text(st, 2),
+                       (size_t)sqlite3_column_bytes(st, 2), m->a, &m->key, e) != 0 ||
+            bf_entry(m, t->ix, sqlite3_column_int64(st, 1), e) != 0) {
+            sqlite3_reset(st);
+            return -1;
+        }
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE) sq_error(m->db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sq_backfill_step(sq_maint *m, int *more, tr_err *e) {
+    *more = 0;
+    bf_target t;
+    int found, n;
+    if (bf_next(m, &t, &found, e) != 0) return -1;
+    if (!found) return 0;
+    if (bf_chunk(m, &t, &n, e) != 0) return -1;
+    int done = n < SQ_BACKFILL_CHUNK;
+    sqlite3_stmt *st = maint_stmt(m, done ? M_BF_READY : M_BF_CURSOR, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t.table_number);
+    if (!done) sqlite3_bind_blob(st, 2, t.cursor, t.cursor_len, SQLITE_TRANSIENT);
+    *more = 1;
+    return sq_step_done(m->db, st, e);
+}
+
+/* The id of the first row of a one-row query, or *found = 0. */
+static int first_id(sq_maint *m, sqlite3_stmt *st, int64_t *id, int *found, tr_err *e) {
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) *id = sqlite3_column_int64(st, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_error(m->db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One chunk of the entries of an index instance nobody uses any more. */
+static int rc_dead_entries(sq_maint *m, int *did, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_RC_DEAD, e);
+    int64_t ix;
+    if (!st || first_id(m, st, &ix, did, e) != 0) return -1;
+    if (!*did) return 0;
+
+    sqlite3_stmt *bound = maint_stmt(m, M_RC_DEAD_BOUND, e);
+    if (!bound) return -1;
+    sqlite3_bind_int64(bound, 1, ix);
+    sqlite3_bind_int(bound, 2, SQ_RECLAIM_CHUNK - 1);
+    int rc = sqlite3_step(bound);
+    int64_t doc = 0;
+    if (rc == SQLITE_ROW) {
+        buf_reset(&m->key);
+        buf_append(&m->key, sqlite3_column_blob(bound, 0), (size_t)sqlite3_column_bytes(bound, 0));
+        doc = sqlite3_column_int64(bound, 1);
+    } else if (rc != SQLITE_DONE) {
+        sq_error(m->db, rc, e);
+    }
+    sqlite3_reset(bound);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+    if (rc == SQLITE_ROW) {
+        sqlite3_stmt *some = maint_stmt(m, M_RC_DEAD_SOME, e);
+        if (!some) return -1;
+        sqlite3_bind_int64(some, 1, ix);
+        sqlite3_bind_blob(some, 2, m->key.p, (int)m->key.len, SQLITE_STATIC);
+        sqlite3_bind_int64(some, 3, doc);
+        return sq_step_done(m->db, some, e);
+    }
+    /* fewer than a chunk left: delete them and forget the instance */
+    sqlite3_stmt *all = maint_stmt(m, M_RC_DEAD_ALL, e);
+    sqlite3_stmt *gone = maint_stmt(m, M_RC_DEAD_DONE, e);
+    if (!all || !gone) return -1;
+    sqlite3_bind_int64(all, 1, ix);
+    sqlite3_bind_int64(gone, 1, ix);
+    return sq_step_done(m->db, all, e) == 0 ? sq_step_done(m->db, gone, e) : -1;
+}
+
+/* One chunk of the documents of a generation dropped before the horizon. */
+static int rc_dropped_tablet(sq_maint *m, int64_t horizon, int *did, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_RC_TABLET, e);
+    int64_t tablet;
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, horizon);
+    if (first_id(m, st, &tablet, did, e) != 0) return -1;
+    if (!*did) return 0;
+
+    sqlite3_stmt *docs = maint_stmt(m, M_RC_TABLET_DOCS, e);
+    if (!docs) return -1;
+    sqlite3_bind_int64(docs, 1, tablet);
+    sqlite3_bind_int(docs, 2, SQ_RECLAIM_CHUNK);
+    if (sq_step_done(m->db, docs, e) != 0) return -1;
+    if (sqlite3_changes(m->db) == SQ_RECLAIM_CHUNK) return 0;
+    sqlite3_stmt *done = maint_stmt(m, M_RC_TABLET_DONE, e);
+    if (!done) return -1;
+    sqlite3_bind_int64(done, 1, tablet);
+    return sq_step_done(m->db, done, e);
+}
+
+/* One chunk of replaced versions that ended before the horizon. */
+static int rc_history(sq_maint *m, int64_t horizon, int *did, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, M_RC_HISTORY, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, horizon);
+    sqlite3_bind_int(st, 2, SQ_RECLAIM_CHUNK);
+    if (sq_step_done(m->db, st, e) != 0) return -1;
+    *did = sqlite3_changes(m->db) > 0;
+    return 0;
+}
+
+/* One chunk of the change log older than the horizon. */
+static int rc_log(sq_maint *m, int64_t horizon, int *did, tr_err *e) {
+    sqlite3_stmt *bound = maint_stmt(m, M_RC_LOG_BOUND, e);
+    if (!bound) return -1;
+    sqlite3_bind_int(bound, 1, SQ_RECLAIM_CHUNK - 1);
+    int rc = sqlite3_step(bound);
+    int64_t ts = 0, tablet = 0;
+    if (rc == SQLITE_ROW) {
+        ts = sqlite3_column_int64(bound, 0);
+        tablet = sqlite3_column_int64(bound, 1);
+        buf_reset(&m->key);
+        buf_append(&m->key, sqlite3_column_blob(bound, 2), (size_t)sqlite3_column_bytes(bound, 2));
+    } else if (rc != SQLITE_DONE) {
+        sq_error(m->db, rc, e);
+    }
+    sqlite3_reset(bound);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+    /* a full chunk that is all old: delete up to its last row; otherwise fewer than a
+     * chunk are old, and they all go */
+    int some = rc == SQLITE_ROW && ts < horizon;
+    sqlite3_stmt *del = maint_stmt(m, some ? M_RC_LOG_SOME : M_RC_LOG_ALL, e);
+    if (!del) return -1;
+    if (some) {
+        sqlite3_bind_int64(del, 1, ts);
+        sqlite3_bind_int64(del, 2, tablet);
+        sqlite3_bind_blob(del, 3, m->key.p, (int)m->key.len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(del, 1, horizon);
+    }
+    if (sq_step_done(m->db, del, e) != 0) return -1;
+    *did = sqlite3_changes(m->db) > 0;
+    return 0;
+}
+
+int sq_reclaim_step(sq_maint *m, int64_t horizon, int *more, tr_err *e) {
+    *more = 0;
+    if (rc_dead_entries(m, more, e) != 0) return -1;
+    if (!*more && rc_dropped_tablet(m, horizon, more, e) != 0) return -1;
+    if (!*more && rc_history(m, horizon, more, e) != 0) return -1;
+    if (!*more && rc_log(m, horizon, more, e) != 0) return -1;
+    return 0;
+}

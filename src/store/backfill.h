@@ -1,0 +1,60 @@
+/*
+ * backfill.h — the SQLite engine's background work (primary key index backfill, space
+ * reclaim) and the few helpers it shares with sqlite.c. Internal to src/store.
+ *
+ * Each step is one bounded unit of work on the writer connection; sqlite.c runs it as a
+ * job of its group-commit queue, so it is serialised with imports and lands in its own
+ * SAVEPOINT and a short transaction. All progress lives in the database (the backfill
+ * cursor, the dropped generations, the list of dead index instances), so a restart simply
+ * carries on.
+ */
+#ifndef TR_STORE_BACKFILL_H
+#define TR_STORE_BACKFILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "model/pkey.h"
+#include "util/arena.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#define SQ_BACKFILL_CHUNK 2000 /* documents indexed per backfill transaction */
+#define SQ_RECLAIM_CHUNK 5000  /* rows deleted per reclaim transaction */
+
+/* Turns a failed sqlite call into the store's error: busy or locked beyond the timeout →
+ * 503 DatabaseUnavailable (retrying may help); anything else → 500 StorageError with
+ * sqlite's message. Returns -1. */
+int sq_error(sqlite3 *db, int rc, tr_err *e);
+
+/* A statement cache slot: prepares `sql` on first use and keeps it for the connection's
+ * life. NULL with *e filled when preparing fails. */
+sqlite3_stmt *sq_prepare(sqlite3 *db, sqlite3_stmt **slot, const char *sql, tr_err *e);
+
+/* Steps a statement that returns no rows and resets it. */
+int sq_step_done(sqlite3 *db, sqlite3_stmt *st, tr_err *e);
+
+/* An index definition as stored (canonical text of its field paths) back into a pkey. */
+int sq_index_key(const char *fields, size_t n, arena *a, pkey *out, tr_err *e);
+
+/* The index key of a stored document (Convex JSON): paths the document lacks encode as
+ * undefined, so documents appended without the key still get exactly one entry. */
+int sq_doc_key(const pkey *k, const char *doc, size_t n, arena *a, buf *out, tr_err *e);
+
+typedef struct sq_maint sq_maint; /* prepared statements on the writer connection */
+
+sq_maint *sq_maint_new(sqlite3 *writer);
+void sq_maint_free(sq_maint *m);
+
+/* Indexes the next SQ_BACKFILL_CHUNK documents of one backfilling index and marks the
+ * index ready once it has seen them all. *more = 0 when no index was backfilling. */
+int sq_backfill_step(sq_maint *m, int *more, tr_err *e);
+
+/* Deletes one chunk of what nobody can read any more: entries of replaced or cleared
+ * indexes; documents of generations dropped before `horizon`; replaced versions and
+ * change-log rows older than `horizon`. *more = 0 when nothing was left to delete. */
+int sq_reclaim_step(sq_maint *m, int64_t horizon, int *more, tr_err *e);
+
+#endif

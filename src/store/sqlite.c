@@ -1,0 +1,1256 @@
+/*
+ * sqlite.c — the SQLite engine behind store.h.
+ *
+ * One database file, <data_dir>/tributary.db, in WAL mode with synchronous=FULL, so a
+ * commit is on disk when COMMIT returns and readers never wait for the writer.
+ *
+ * Writes: one writer connection, touched only by the thread that currently leads the
+ * write queue. Every write (an import, a clear, an index change, a background step) is a
+ * job on that queue. A caller enqueues its job; if no leader is running it becomes the
+ * leader, takes every job waiting, runs them one after the other in one transaction,
+ * commits once — one fsync for the whole group — and wakes every caller with its own
+ * result. Jobs that arrive meanwhile wait for the next leader. A job that fails fails
+ * alone: it checks before writing, and one that fails after writing makes the leader
+ * roll back and run the others again (see group_try). A COMMIT that fails fails every
+ * job of its group.
+ *
+ * Every job that changes documents gets its own commit timestamp (int64 ns,
+ * max(clock, last + 1)); the last one is saved in the same transaction, so after a restart
+ * timestamps continue above it even if the clock went back.
+ *
+ * Reads (indexes_ready, export) use a pool of read-only connections; in readonly mode
+ * (the export CLI, possibly next to a running server) there is no writer and no
+ * background thread. The background thread (index backfill, space reclaim: backfill.c)
+ * submits its steps to the same queue.
+ *
+ * Schema, the SQL behind each operation, and what is kept for export: docs/storage.md.
+ */
+#include "store/store_impl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "json/emit.h"
+#include "model/docid.h"
+#include "store/backfill.h"
+#include "util/arena.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+#define SQ_SCHEMA_VERSION 1
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_RECLAIM_INTERVAL_S 30 /* background pass when nothing woke it earlier */
+#define SQ_INDEX_SUFFIX "._by_airbyte_primary_key"
+
+/* ---- schema ---- */
+
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS meta("
+    "  key TEXT PRIMARY KEY,"
+    "  value INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tables("
+    "  number INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  tablet INTEGER NOT NULL,"
+    "  last_creation_time REAL NOT NULL,"
+    "  next_seq INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS tablets("
+    "  id INTEGER PRIMARY KEY,"
+    "  table_number INTEGER NOT NULL,"
+    "  created_ts INTEGER NOT NULL,"
+    "  dropped_ts INTEGER,"
+    "  doc_count INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX IF NOT EXISTS tablets_dropped ON tablets(dropped_ts)"
+    "  WHERE dropped_ts IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS documents("
+    "  tablet INTEGER NOT NULL,"
+    "  id BLOB NOT NULL,"
+    "  ts INTEGER NOT NULL,"
+    "  creation_time REAL NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  UNIQUE(tablet, id)"
+    ");"
+    "CREATE TABLE IF NOT EXISTS history("
+    "  tablet INTEGER NOT NULL,"
+    "  id BLOB NOT NULL,"
+    "  valid_from INTEGER NOT NULL,"
+    "  valid_to INTEGER NOT NULL,"
+    "  creation_time REAL NOT NULL,"
+    "  value TEXT NOT NULL"
+    ");"
+    "CREATE INDEX IF NOT EXISTS history_by_end ON history(valid_to);"
+    "CREATE TABLE IF NOT EXISTS changes("
+    "  ts INTEGER NOT NULL,"
+    "  tablet INTEGER NOT NULL,"
+    "  id BLOB NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  PRIMARY KEY(ts, tablet, id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS pk_indexes("
+    "  table_number INTEGER PRIMARY KEY,"
+    "  ix INTEGER NOT NULL UNIQUE,"
+    "  fields TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('ready', 'backfilling')),"
+    "  cursor BLOB"
+    ");"
+    "CREATE TABLE IF NOT EXISTS pk_entries("
+    "  ix INTEGER NOT NULL,"
+    "  key BLOB NOT NULL,"
+    "  doc INTEGER NOT NULL,"
+    "  PRIMARY KEY(ix, key, doc)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dead_indexes(ix INTEGER PRIMARY KEY);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES"
+    "  ('schema_version', 1), ('last_ts', 0), ('next_ix', 1);";
+
+/* ---- prepared statements, one cache per connection ---- */
+
+enum {
+    S_BEGIN_WRITE,
+    S_BEGIN_READ,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_META_GET,
+    S_META_SET,
+    S_TABLE_GET,
+    S_TABLE_NEXT_NUMBER,
+    S_TABLE_NEW,
+    S_TABLE_SAVE,
+    S_TABLE_SWAP,
+    S_TABLET_NEW,
+    S_TABLET_GET,
+    S_TABLET_COUNT,
+    S_TABLET_DROP,
+    S_INDEX_GET,
+    S_INDEX_PUT,
+    S_INDEX_RENEW,
+    S_INDEX_DEAD,
+    S_DOC_INSERT,
+    S_DOC_MATCH,
+    S_DOC_SAVE,
+    S_DOC_REPLACE,
+    S_DOC_DELETE,
+    S_ENTRY_ADD,
+    S_ENTRY_DEL,
+    S_CHANGE_PUT,
+    S_CHANGE_DEL,
+    S_READ_INDEX_STATE,
+    S_READ_DOCS,
+    S_NSTMT
+};
+
+static const char *const sq_sql[S_NSTMT] = {
+    [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
+    [S_TABLE_GET] = "SELECT number, tablet, last_creation_time, next_seq FROM tables"
+                    " WHERE name = ?1",
+    [S_TABLE_NEXT_NUMBER] = "SELECT coalesce(max(number), 10000) + 1 FROM tables",
+    [S_TABLE_NEW] = "INSERT INTO tables(number, name, tablet, last_creation_time, next_seq)"
+                    " VALUES (?1, ?2, ?3, 0, 1)",
+    [S_TABLE_SAVE] = "UPDATE tables SET last_creation_time = ?2, next_seq = ?3"
+                     " WHERE number = ?1",
+    [S_TABLE_SWAP] = "UPDATE tables SET tablet = ?2 WHERE number = ?1",
+    [S_TABLET_NEW] = "INSERT INTO tablets(table_number, created_ts) VALUES (?1, ?2)",
+    [S_TABLET_GET] = "SELECT doc_count, created_ts FROM tablets WHERE id = ?1",
+    [S_TABLET_COUNT] = "UPDATE tablets SET doc_count = doc_count + ?2 WHERE id = ?1",
+    [S_TABLET_DROP] = "UPDATE tablets SET dropped_ts = ?2 WHERE id = ?1",
+    [S_INDEX_GET] = "SELECT ix, fields, state FROM pk_indexes WHERE table_number = ?1",
+    [S_INDEX_PUT] = "INSERT OR REPLACE INTO pk_indexes(table_number, ix, fields, state, cursor)"
+                    " VALUES (?1, ?2, ?3, ?4, NULL)",
+    [S_INDEX_RENEW] = "UPDATE pk_indexes SET ix = ?2, state = 'ready', cursor = NULL"
+                      " WHERE table_number = ?1",
+    [S_INDEX_DEAD] = "INSERT INTO dead_indexes(ix) VALUES (?1)",
+    [S_DOC_INSERT] = "INSERT INTO documents(tablet, id, ts, creation_time, value)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_DOC_MATCH] = "SELECT d.rowid, d.ts, d.creation_time, d.id FROM pk_entries e"
+                    " JOIN documents d ON d.rowid = e.doc"
+                    " WHERE e.ix = ?1 AND e.key = ?2",
+    [S_DOC_SAVE] = "INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
+                   " SELECT tablet, id, ts, ?2, creation_time, value FROM documents"
+                   " WHERE rowid = ?1",
+    [S_DOC_REPLACE] = "UPDATE documents SET ts = ?2, value = ?3 WHERE rowid = ?1",
+    [S_DOC_DELETE] = "DELETE FROM documents WHERE rowid = ?1",
+    [S_ENTRY_ADD] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc) VALUES (?1, ?2, ?3)",
+    [S_ENTRY_DEL] = "DELETE FROM pk_entries WHERE ix = ?1 AND key = ?2 AND doc = ?3",
+    [S_CHANGE_PUT] = "INSERT OR REPLACE INTO changes(ts, tablet, id, deleted)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+    [S_CHANGE_DEL] = "DELETE FROM changes WHERE ts = ?1 AND tablet = ?2 AND id = ?3",
+    [S_READ_INDEX_STATE] = "SELECT p.state FROM tables t"
+                           " JOIN pk_indexes p ON p.table_number = t.number WHERE t.name = ?1",
+    [S_READ_DOCS] = "SELECT id, creation_time, value FROM documents WHERE tablet = ?1"
+                    " ORDER BY id",
+};
+
+typedef struct sq_conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_NSTMT];
+    struct sq_conn *next; /* reader pool */
+} sq_conn;
+
+/* ---- the engine ---- */
+
+typedef struct sq_store sq_store;
+typedef struct sq_job sq_job;
+
+/* Runs on the writer inside the group's transaction; ts: the job's commit timestamp.
+ * A job checks everything that can fail for a client reason before its first write, so
+ * such a failure leaves nothing to undo. */
+typedef int (*sq_job_fn)(sq_store *s, sq_job *j, int64_t ts, tr_err *e);
+
+struct sq_job {
+    sq_job_fn run;
+    int stamped; /* changes what readers see: gets a commit timestamp */
+    int kick;    /* set by run: wake the background thread once this commits */
+    int rc;      /* 0 ok, -1 failed, 1 not run yet in this transaction */
+    tr_err err;
+    int done;
+    sq_job *next;
+};
+
+/* A document matched by key: its row and what decides how it is replaced or deleted. */
+typedef struct sq_match {
+    int64_t rowid;
+    int64_t ts;
+    double creation_time;
+    uint8_t id[DOCID_INTERNAL_LEN];
+} sq_match;
+
+struct sq_store {
+    store base;
+    char *path;
+    int readonly;
+    int64_t retention_ns;
+
+    /* writer state: only the queue leader touches it */
+    sq_conn w;
+    sq_maint *maint;
+    int64_t last_ts;
+    arena *job_arena; /* per job */
+    arena *doc_arena; /* per document parsed */
+    buf key;
+    sq_match *matches;
+    size_t nmatches, cap_matches;
+
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    sq_job *qhead, *qtail;
+    int leading;
+
+    pthread_mutex_t rmu;
+    sq_conn *readers;
+
+    pthread_mutex_t bgmu;
+    pthread_cond_t bgcv;
+    int bg_kick, bg_stop, bg_running;
+    pthread_t bg;
+};
+
+static sqlite3_stmt *stmt(sq_conn *c, int id, tr_err *e) {
+    return sq_prepare(c->db, &c->st[id], sq_sql[id], e);
+}
+
+/* Runs a statement without parameters or rows (transaction control). */
+static int run(sq_conn *c, int id, tr_err *e) {
+    sqlite3_stmt *st = stmt(c, id, e);
+    return st ? sq_step_done(c->db, st, e) : -1;
+}
+
+/* Runs a writer statement that takes two integers and returns no rows. */
+static int run_ints(sq_store *s, int id, int64_t a, int64_t b, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, id, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, a);
+    sqlite3_bind_int64(st, 2, b);
+    return sq_step_done(s->w.db, st, e);
+}
+
+static void conn_close(sq_conn *c) {
+    for (size_t i = 0; i < S_NSTMT; i++) sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    memset(c->st, 0, sizeof c->st);
+    c->db = NULL;
+}
+
+static int conn_open(sq_conn *c, const char *path, int flags, const char *pragmas, tr_err *e) {
+    memset(c, 0, sizeof *c);
+    int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err_set(e, 500, "StorageError", "Cannot open database %s: %s", path,
+                c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return -1;
+    }
+    sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(c->db, 1);
+    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sq_error(c->db, rc, e);
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static int64_t clock_ns(clockid_t clk) {
+    struct timespec t;
+    clock_gettime(clk, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Strictly increasing, and never below the wall clock when the clock behaves. */
+static int64_t next_ts(sq_store *s) {
+    int64_t now = clock_ns(CLOCK_REALTIME);
+    s->last_ts = now > s->last_ts ? now : s->last_ts + 1;
+    return s->last_ts;
+}
+
+static int meta_get(sq_store *s, const char *key, int64_t *v, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_META_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE) err_set(e, 500, "StorageError", "Database has no meta.%s", key);
+    else sq_error(s->w.db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int meta_set(sq_store *s, const char *key, int64_t v, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_META_SET, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    return sq_step_done(s->w.db, st, e);
+}
+
+/* ---- the write queue ---- */
+
+static void bg_wake(sq_store *s) {
+    pthread_mutex_lock(&s->bgmu);
+    s->bg_kick = 1;
+    pthread_cond_signal(&s->bgcv);
+    pthread_mutex_unlock(&s->bgmu);
+}
+
+/* Gives every job still counted as successful (or not run) the group's error. */
+static void jobs_fail(sq_job *head, const tr_err *e) {
+    for (sq_job *j = head; j; j = j->next) {
+        if (j->rc == -1) continue;
+        j->rc = -1;
+        j->err = *e;
+    }
+}
+
+/* One transaction over every job not yet failed. A job that fails before writing fails
+ * alone. One that fails after writing (a storage fault, mostly) spoils the transaction:
+ * it is rolled back, that job keeps its error, and the function returns 1 so the caller
+ * runs the others again in a fresh transaction. Savepoints would avoid the rerun but
+ * cost a sub-journal copy of every page a job touches, on every commit. */
+static int group_try(sq_store *s, sq_job *head) {
+    tr_err fatal;
+    for (sq_job *j = head; j; j = j->next)
+        if (j->rc == 0) j->rc = 1;
+    if (run(&s->w, S_BEGIN_WRITE, &fatal) != 0) {
+        jobs_fail(head, &fatal);
+        return 0;
+    }
+    int stamped = 0, ok = 0, kick = 0;
+    for (sq_job *j = head; j; j = j->next) {
+        if (j->rc != 1) continue;
+        int64_t before = sqlite3_total_changes64(s->w.db);
+        j->kick = 0;
+        j->rc = j->run(s, j, j->stamped ? next_ts(s) : 0, &j->err);
+        if (j->rc == 0) {
+            ok = 1;
+            stamped |= j->stamped;
+            kick |= j->kick;
+            continue;
+        }
+        int lost = sqlite3_get_autocommit(s->w.db);
+        if (!lost && sqlite3_total_changes64(s->w.db) == before) continue;
+        if (!lost) run(&s->w, S_ROLLBACK, &fatal);
+        return 1;
+    }
+    if (!ok) {
+        run(&s->w, S_ROLLBACK, &fatal);
+        return 0;
+    }
+    if ((stamped && meta_set(s, "last_ts", s->last_ts, &fatal) != 0) ||
+        run(&s->w, S_COMMIT, &fatal) != 0) {
+        jobs_fail(head, &fatal);
+        tr_err ignored;
+        if (!sqlite3_get_autocommit(s->w.db)) run(&s->w, S_ROLLBACK, &ignored);
+        return 0;
+    }
+    if (kick) bg_wake(s);
+    return 0;
+}
+
+/* Runs a whole group and sets every job's result; each rerun drops one failed job. */
+static void group_run(sq_store *s, sq_job *head) {
+    for (sq_job *j = head; j; j = j->next) j->rc = 1;
+    while (group_try(s, head)) continue;
+}
+
+/* Enqueues j and returns once it has committed or failed; may lead a group meanwhile. */
+static int queue_run(sq_store *s, sq_job *j, tr_err *e) {
+    j->done = 0;
+    j->next = NULL;
+    pthread_mutex_lock(&s->qmu);
+    if (s->qtail) s->qtail->next = j;
+    else s->qhead = j;
+    s->qtail = j;
+    while (!j->done) {
+        if (s->leading) {
+            pthread_cond_wait(&s->qcv, &s->qmu);
+            continue;
+        }
+        sq_job *group = s->qhead;
+        s->qhead = s->qtail = NULL;
+        s->leading = 1;
+        pthread_mutex_unlock(&s->qmu);
+        group_run(s, group);
+        pthread_mutex_lock(&s->qmu);
+        /* read next before done: a finished caller may free its job at once */
+        for (sq_job *g = group, *next; g; g = next) {
+            next = g->next;
+            g->done = 1;
+        }
+        s->leading = 0;
+        pthread_cond_broadcast(&s->qcv);
+    }
+    pthread_mutex_unlock(&s->qmu);
+    if (j->rc != 0 && e) *e = j->err;
+    return j->rc;
+}
+
+static int writable(sq_store *s, tr_err *e) {
+    if (!s->readonly) return 0;
+    return err_set(e, 500, "StorageError", "The database is open read-only");
+}
+
+/* ---- tables, generations, indexes (writer side) ---- */
+
+/* What a job knows about one table; written back once at the end of the job. */
+typedef struct sq_table {
+    const char *name;
+    int exists;
+    int64_t number;
+    int64_t tablet;      /* current generation */
+    double last_ct;      /* newest _creationTime of the table */
+    double first_ct;     /* _creationTime of this job's first new document (INFINITY: none) */
+    int64_t next_seq;    /* sequence number of the next document id */
+    int64_t count_delta; /* documents inserted minus removed by this job */
+    int has_index;
+    int index_ready;
+    int64_t ix;          /* index instance whose entries are in pk_entries */
+    const char *fields;  /* index definition (canonical key text) */
+    pkey *key;           /* the same, parsed when an append stream needs it */
+} sq_table;
+
+static int table_load(sq_store *s, const char *name, sq_table *t, tr_err *e) {
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    t->first_ct = INFINITY;
+    sqlite3_stmt *st = stmt(&s->w, S_TABLE_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        t->exists = 1;
+        t->number = sqlite3_column_int64(st, 0);
+        t->tablet = sqlite3_column_int64(st, 1);
+        t->last_ct = sqlite3_column_double(st, 2);
+        t->next_seq = sqlite3_column_int64(st, 3);
+    } else if (rc != SQLITE_DONE) {
+        sq_error(s->w.db, rc, e);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? 0 : -1;
+
+    st = stmt(&s->w, S_INDEX_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->number);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        t->has_index = 1;
+        t->ix = sqlite3_column_int64(st, 0);
+        t->fields = arena_strndup(s->job_arena, (const char *)sqlite3_column_text(st, 1),
+                                  (size_t)sqlite3_column_bytes(st, 1));
+        t->index_ready = strcmp((const char *)sqlite3_column_text(st, 2), "ready") == 0;
+    } else if (rc != SQLITE_DONE) {
+        sq_error(s->w.db, rc, e);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int tablet_new(sq_store *s, int64_t number, int64_t ts, int64_t *id, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_TABLET_NEW, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, number);
+    sqlite3_bind_int64(st, 2, ts);
+    if (sq_step_done(s->w.db, st, e) != 0) return -1;
+    *id = sqlite3_last_insert_rowid(s->w.db);
+    return 0;
+}
+
+static int table_create(sq_store *s, sq_table *t, int64_t ts, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_TABLE_NEXT_NUMBER, e);
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) t->number = sqlite3_column_int64(st, 0);
+    else sq_error(s->w.db, rc, e);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW || tablet_new(s, t->number, ts, &t->tablet, e) != 0) return -1;
+    st = stmt(&s->w, S_TABLE_NEW, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->number);
+    sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, t->tablet);
+    if (sq_step_done(s->w.db, st, e) != 0) return -1;
+    t->exists = 1;
+    t->last_ct = 0;
+    t->next_seq = 1;
+    return 0;
+}
+
+static int table_load_or_create(sq_store *s, const char *name, sq_table *t, int64_t ts,
+                                tr_err *e) {
+    if (table_load(s, name, t, e) != 0) return -1;
+    return t->exists ? 0 : table_create(s, t, ts, e);
+}
+
+/* Writes back what the job changed: creation time and id sequence, document count. */
+static int table_save(sq_store *s, const sq_table *t, tr_err *e) {
+    if (isinf(t->first_ct) && t->count_delta == 0) return 0;
+    sqlite3_stmt *st = stmt(&s->w, S_TABLE_SAVE, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->number);
+    sqlite3_bind_double(st, 2, t->last_ct);
+    sqlite3_bind_int64(st, 3, t->next_seq);
+    if (sq_step_done(s->w.db, st, e) != 0) return -1;
+    st = stmt(&s->w, S_TABLET_COUNT, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->tablet);
+    sqlite3_bind_int64(st, 2, t->count_delta);
+    return sq_step_done(s->w.db, st, e);
+}
+
+static int tablet_get(sq_store *s, int64_t tablet, int64_t *count, int64_t *created_ts,
+                      tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_TABLET_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, tablet);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(st, 0);
+        *created_ts = sqlite3_column_int64(st, 1);
+    } else if (rc == SQLITE_DONE) {
+        err_set(e, 500, "StorageError", "Database has no generation %lld", (long long)tablet);
+    } else {
+        sq_error(s->w.db, rc, e);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* A fresh index instance id: its entries start empty, the old ones become garbage. */
+static int index_instance(sq_store *s, int64_t *ix, tr_err *e) {
+    if (meta_get(s, "next_ix", ix, e) != 0) return -1;
+    return meta_set(s, "next_ix", *ix + 1, e);
+}
+
+static int index_retire(sq_store *s, int64_t ix, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_INDEX_DEAD, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, ix);
+    return sq_step_done(s->w.db, st, e);
+}
+
+/* ---- documents (writer side) ---- */
+
+/* Appends to the change log read by the export side: (ts, document) changed or deleted. */
+static int change_log(sq_store *s, int id, int64_t ts, const sq_table *t, const uint8_t *docid,
+                      int deleted, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, id, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, ts);
+    sqlite3_bind_int64(st, 2, t->tablet);
+    sqlite3_bind_blob(st, 3, docid, DOCID_INTERNAL_LEN, SQLITE_STATIC);
+    if (id == S_CHANGE_PUT) sqlite3_bind_int(st, 4, deleted);
+    return sq_step_done(s->w.db, st, e);
+}
+
+static int doc_insert(sq_store *s, sq_table *t, const char *doc, size_t len, int64_t ts,
+                      int64_t *rowid, tr_err *e) {
+    uint8_t id[DOCID_INTERNAL_LEN];
+    docid_new_internal((uint64_t)t->next_seq++, ts / 1000000, id);
+    double ct = nextafter(t->last_ct, INFINITY);
+    if ((double)ts / 1e6 > ct) ct = (double)ts / 1e6;
+    t->last_ct = ct;
+    if (isinf(t->first_ct)) t->first_ct = ct;
+    t->count_delta++;
+
+    sqlite3_stmt *st = stmt(&s->w, S_DOC_INSERT, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->tablet);
+    sqlite3_bind_blob(st, 2, id, sizeof id, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ts);
+    sqlite3_bind_double(st, 4, ct);
+    sqlite3_bind_text(st, 5, doc, (int)len, SQLITE_STATIC);
+    if (sq_step_done(s->w.db, st, e) != 0) return -1;
+    *rowid = sqlite3_last_insert_rowid(s->w.db);
+    return change_log(s, S_CHANGE_PUT, ts, t, id, 0, e);
+}
+
+static int entry_write(sq_store *s, int id, int64_t ix, const void *key, size_t klen,
+                       int64_t doc, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, id, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, ix);
+    sqlite3_bind_blob(st, 2, key, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, doc);
+    return sq_step_done(s->w.db, st, e);
+}
+
+
+/* Keeps the version a job is about to overwrite, unless this job wrote that version
+ * itself (same timestamp): no reader could ever see it. */
+static int doc_keep_old(sq_store *s, const sq_match *m, int64_t ts, tr_err *e) {
+    return m->ts < ts ? run_ints(s, S_DOC_SAVE, m->rowid, ts, e) : 0;
+}
+
+static int doc_replace(sq_store *s, const sq_table *t, const sq_match *m, const char *doc,
+                       size_t len, int64_t ts, tr_err *e) {
+    /* written earlier in this job, the document is in the log at ts already */
+    if (m->ts < ts &&
+        (doc_keep_old(s, m, ts, e) != 0 || change_log(s, S_CHANGE_PUT, ts, t, m->id, 0, e) != 0))
+        return -1;
+    sqlite3_stmt *st = stmt(&s->w, S_DOC_REPLACE, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, m->rowid);
+    sqlite3_bind_int64(st, 2, ts);
+    sqlite3_bind_text(st, 3, doc, (int)len, SQLITE_STATIC);
+    return sq_step_done(s->w.db, st, e);
+}
+
+static int doc_delete(sq_store *s, sq_table *t, const sq_match *m, const void *key, size_t klen,
+                      int64_t ts, tr_err *e) {
+    /* a document born in this job was never visible: it leaves no trace at all */
+    int born_here = m->creation_time >= t->first_ct;
+    if (doc_keep_old(s, m, ts, e) != 0 ||
+        change_log(s, born_here ? S_CHANGE_DEL : S_CHANGE_PUT, ts, t, m->id, 1, e) != 0)
+        return -1;
+    sqlite3_stmt *st = stmt(&s->w, S_DOC_DELETE, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, m->rowid);
+    if (sq_step_done(s->w.db, st, e) != 0) return -1;
+    t->count_delta--;
+    return entry_write(s, S_ENTRY_DEL, t->ix, key, klen, m->rowid, e);
+}
+
+/* Every document of the table's index with this key into s->matches, the oldest first
+ * (found here rather than by ORDER BY, which would cost a sorter per lookup). */
+static int doc_matches(sq_store *s, const sq_table *t, const void *key, size_t klen,
+                       tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, S_DOC_MATCH, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t->ix);
+    sqlite3_bind_blob(st, 2, key, (int)klen, SQLITE_STATIC);
+    s->nmatches = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (s->nmatches == s->cap_matches) {
+            s->cap_matches = s->cap_matches ? s->cap_matches * 2 : 8;
+            s->matches = xrealloc(s->matches, s->cap_matches * sizeof *s->matches);
+        }
+        sq_match *m = &s->matches[s->nmatches++];
+        m->rowid = sqlite3_column_int64(st, 0);
+        m->ts = sqlite3_column_int64(st, 1);
+        m->creation_time = sqlite3_column_double(st, 2);
+        memset(m->id, 0, sizeof m->id);
+        if (sqlite3_column_bytes(st, 3) == DOCID_INTERNAL_LEN)
+            memcpy(m->id, sqlite3_column_blob(st, 3), DOCID_INTERNAL_LEN);
+        if (m->creation_time < s->matches[0].creation_time) {
+            sq_match oldest = *m;
+            *m = s->matches[0];
+            s->matches[0] = oldest;
+        }
+    }
+    if (rc != SQLITE_DONE) sq_error(s->w.db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- import ---- */
+
+typedef struct import_job {
+    sq_job base;
+    const store_batch *b;
+    store_import_result *r;
+} import_job;
+
+static int import_append(sq_store *s, sq_table *t, const char *doc, size_t len, int64_t ts,
+                         store_import_result *r, tr_err *e) {
+    int64_t rowid;
+    if (doc_insert(s, t, doc, len, ts, &rowid, e) != 0) return -1;
+    r->inserted++;
+    if (!t->has_index) return 0;
+    if (!t->key) {
+        t->key = arena_alloc(s->job_arena, sizeof *t->key);
+        if (sq_index_key(t->fields, strlen(t->fields), s->job_arena, t->key, e) != 0) return -1;
+    }
+    arena_reset(s->doc_arena);
+    if (sq_doc_key(t->key, doc, len, s->doc_arena, &s->key, e) != 0) return -1;
+    return entry_write(s, S_ENTRY_ADD, t->ix, s->key.p, s->key.len, rowid, e);
+}
+
+static int import_dedup(sq_store *s, sq_table *t, const store_record *rec, const char *doc,
+                        const unsigned char *key, int64_t ts, store_import_result *r,
+                        tr_err *e) {
+    if (doc_matches(s, t, key, rec->key_len, e) != 0) return -1;
+    size_t first = 0;
+    if (!rec->deleted) {
+        if (s->nmatches == 0) {
+            int64_t rowid;
+            r->inserted++;
+            return doc_insert(s, t, doc, rec->doc_len, ts, &rowid, e) == 0
+                       ? entry_write(s, S_ENTRY_ADD, t->ix, key, rec->key_len, rowid, e)
+                       : -1;
+        }
+        if (doc_replace(s, t, &s->matches[0], doc, rec->doc_len, ts, e) != 0) return -1;
+        r->replaced++;
+        first = 1;
+    }
+    for (size_t i = first; i < s->nmatches; i++) {
+        if (doc_delete(s, t, &s->matches[i], key, rec->key_len, ts, e) != 0) return -1;
+        r->deleted++;
+    }
+    return 0;
+}
+
+/* A dedup stream may write only through a ready index on the same fields. */
+static int import_check_index(sq_store *s, const sq_table *t, const store_stream *st,
+                              tr_err *e) {
+    if (!t->exists || !t->has_index)
+        return err_set(e, 400, "IndexNotFoundError", "Index %s" SQ_INDEX_SUFFIX " not found.",
+                       st->table);
+    if (!t->index_ready)
+        return err_set(e, 400, "IndexBackfillingError",
+                       "Index %s" SQ_INDEX_SUFFIX
+                       " is currently backfilling and not available to query yet.",
+                       st->table);
+    buf_reset(&s->key);
+    pkey_canonical(&st->key, &s->key);
+    if (strcmp(s->key.p, t->fields) != 0)
+        return err_set(e, 400, "PrimaryKeyMismatch",
+                       "The primary key %s of stream %s does not match the fields %s of index "
+                       "%s" SQ_INDEX_SUFFIX ".",
+                       s->key.p, st->table, t->fields, st->table);
+    return 0;
+}
+
+/* Loads every table that has records in the batch (streams naming the same table share
+ * one entry); map[stream] = index into tabs, or -1 for a stream without records. */
+static int import_tables(sq_store *s, const store_batch *b, int *map, sq_table *tabs,
+                         size_t *ntabs, tr_err *e) {
+    for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;
+    *ntabs = 0;
+    for (size_t i = 0; i < b->nrecords; i++) {
+        uint32_t si = b->records[i].stream;
+        if (si >= b->nstreams)
+            return err_set(e, 500, "StorageError", "Record %zu names stream %u of %zu", i, si,
+                           b->nstreams);
+        if (map[si] >= 0) continue;
+        const char *name = b->streams[si].table;
+        for (size_t k = 0; k < *ntabs && map[si] < 0; k++)
+            if (strcmp(tabs[k].name, name) == 0) map[si] = (int)k;
+        if (map[si] >= 0) continue;
+        if (table_load(s, name, &tabs[*ntabs], e) != 0) return -1;
+        map[si] = (int)(*ntabs)++;
+    }
+    return 0;
+}
+
+static int import_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+    import_job *ij = (import_job *)job;
+    const store_batch *b = ij->b;
+    store_import_result *r = ij->r;
+    *r = (store_import_result){0, 0, 0};
+    arena_reset(s->job_arena);
+    int *map = arena_alloc(s->job_arena, b->nstreams * sizeof *map);
+    sq_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
+    size_t ntabs;
+    if (import_tables(s, b, map, tabs, &ntabs, e) != 0) return -1;
+    for (size_t i = 0; i < b->nstreams; i++)
+        if (map[i] >= 0 && b->streams[i].dedup &&
+            import_check_index(s, &tabs[map[i]], &b->streams[i], e) != 0)
+            return -1;
+    for (size_t k = 0; k < ntabs; k++)
+        if (!tabs[k].exists && table_create(s, &tabs[k], ts, e) != 0) return -1;
+
+    for (size_t i = 0; i < b->nrecords; i++) {
+        const store_record *rec = &b->records[i];
+        sq_table *t = &tabs[map[rec->stream]];
+        const char *doc = b->docs + rec->doc_off;
+        int rc = b->streams[rec->stream].dedup
+                     ? import_dedup(s, t, rec, doc, b->keys + rec->key_off, ts, r, e)
+                     : import_append(s, t, doc, rec->doc_len, ts, r, e);
+        if (rc != 0) return -1;
+    }
+    for (size_t k = 0; k < ntabs; k++)
+        if (table_save(s, &tabs[k], e) != 0) return -1;
+    return 0;
+}
+
+static int sq_import(store *st, const store_batch *b, store_import_result *r, tr_err *e) {
+    sq_store *s = (sq_store *)st;
+    if (writable(s, e) != 0) return -1;
+    import_job j = {.base = {.run = import_run, .stamped = 1}, .b = b, .r = r};
+    if (queue_run(s, &j.base, e) != 0) {
+        *r = (store_import_result){0, 0, 0};
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- clear_tables ---- */
+
+typedef struct clear_job {
+    sq_job base;
+    const char *const *names;
+    size_t n;
+    uint64_t cleared;
+} clear_job;
+
+/* Swaps in a fresh empty generation; the old one stays readable until reclaimed. */
+static int clear_one(sq_store *s, const char *name, int64_t ts, uint64_t *cleared, tr_err *e) {
+    sq_table t;
+    if (table_load(s, name, &t, e) != 0) return -1;
+    if (!t.exists) return table_create(s, &t, ts, e);
+    int64_t count, created_ts, tablet;
+    if (tablet_get(s, t.tablet, &count, &created_ts, e) != 0) return -1;
+    if (created_ts == ts) return 0; /* listed twice: already cleared by this job */
+    if (run_ints(s, S_TABLET_DROP, t.tablet, ts, e) != 0 ||
+        tablet_new(s, t.number, ts, &tablet, e) != 0 ||
+        run_ints(s, S_TABLE_SWAP, t.number, tablet, e) != 0)
+        return -1;
+    *cleared += (uint64_t)count;
+    if (!t.has_index) return 0;
+    int64_t ix;
+    if (index_retire(s, t.ix, e) != 0 || index_instance(s, &ix, e) != 0) return -1;
+    return run_ints(s, S_INDEX_RENEW, t.number, ix, e);
+}
+
+static int clear_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+    clear_job *cj = (clear_job *)job;
+    cj->cleared = 0;
+    arena_reset(s->job_arena);
+    for (size_t i = 0; i < cj->n; i++)
+        if (clear_one(s, cj->names[i], ts, &cj->cleared, e) != 0) return -1;
+    job->kick = 1;
+    return 0;
+}
+
+static int sq_clear_tables(store *st, const char *const *tables, size_t n, uint64_t *cleared,
+                           tr_err *e) {
+    sq_store *s = (sq_store *)st;
+    if (writable(s, e) != 0) return -1;
+    clear_job j = {.base = {.run = clear_run, .stamped = 1}, .names = tables, .n = n};
+    if (queue_run(s, &j.base, e) != 0) return -1;
+    *cleared = j.cleared;
+    return 0;
+}
+
+/* ---- primary key indexes ---- */
+
+typedef struct index_job {
+    sq_job base;
+    const store_index_req *reqs;
+    size_t n;
+} index_job;
+
+static int index_one(sq_store *s, const store_index_req *req, int64_t ts, int *kick, tr_err *e) {
+    sq_table t;
+    if (table_load_or_create(s, req->table, &t, ts, e) != 0) return -1;
+    buf_reset(&s->key);
+    pkey_canonical(&req->key, &s->key);
+    if (t.has_index && strcmp(t.fields, s->key.p) == 0) return 0;
+    int64_t count, created_ts, ix;
+    if ((t.has_index && index_retire(s, t.ix, e) != 0) ||
+        tablet_get(s, t.tablet, &count, &created_ts, e) != 0 || index_instance(s, &ix, e) != 0)
+        return -1;
+    sqlite3_stmt *st = stmt(&s->w, S_INDEX_PUT, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, t.number);
+    sqlite3_bind_int64(st, 2, ix);
+    sqlite3_bind_text(st, 3, s->key.p, (int)s->key.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, count ? "backfilling" : "ready", -1, SQLITE_STATIC);
+    *kick |= count != 0 || t.has_index;
+    return sq_step_done(s->w.db, st, e);
+}
+
+static int index_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+    index_job *ij = (index_job *)job;
+    arena_reset(s->job_arena);
+    for (size_t i = 0; i < ij->n; i++)
+        if (index_one(s, &ij->reqs[i], ts, &job->kick, e) != 0) return -1;
+    return 0;
+}
+
+static int sq_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_err *e) {
+    sq_store *s = (sq_store *)st;
+    if (writable(s, e) != 0) return -1;
+    index_job j = {.base = {.run = index_run, .stamped = 1}, .reqs = reqs, .n = n};
+    return queue_run(s, &j.base, e);
+}
+
+/* ---- background work ---- */
+
+typedef struct maint_job {
+    sq_job base;
+    int backfill; /* else reclaim */
+    int more;
+} maint_job;
+
+static int maint_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+    (void)ts;
+    maint_job *mj = (maint_job *)job;
+    if (mj->backfill) return sq_backfill_step(s->maint, &mj->more, e);
+    int64_t now = clock_ns(CLOCK_REALTIME);
+    int64_t horizon = (now > s->last_ts ? now : s->last_ts) - s->retention_ns;
+    return sq_reclaim_step(s->maint, horizon, &mj->more, e);
+}
+
+/* One background step; returns whether more work is waiting. */
+static int bg_step(sq_store *s, int backfill) {
+    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .backfill = backfill};
+    tr_err e;
+    if (queue_run(s, &j.base, &e) != 0) {
+        fprintf(stderr, "tributary: background %s: %s\n",
+                backfill ? "index backfill" : "space reclaim", e.message);
+        return 0;
+    }
+    return j.more;
+}
+
+static void *bg_main(void *arg) {
+    sq_store *s = arg;
+    pthread_mutex_lock(&s->bgmu);
+    while (!s->bg_stop) {
+        s->bg_kick = 0;
+        pthread_mutex_unlock(&s->bgmu);
+        int more = bg_step(s, 1);
+        more |= bg_step(s, 0);
+        pthread_mutex_lock(&s->bgmu);
+        if (more || s->bg_kick || s->bg_stop) continue;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += SQ_RECLAIM_INTERVAL_S;
+        pthread_cond_timedwait(&s->bgcv, &s->bgmu, &until);
+    }
+    pthread_mutex_unlock(&s->bgmu);
+    return NULL;
+}
+
+/* ---- readers ---- */
+
+static const char sq_reader_pragmas[] =
+    "PRAGMA query_only = 1; PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;";
+
+static sq_conn *reader_get(sq_store *s, tr_err *e) {
+    pthread_mutex_lock(&s->rmu);
+    sq_conn *c = s->readers;
+    if (c) s->readers = c->next;
+    pthread_mutex_unlock(&s->rmu);
+    if (c) return c;
+    c = xmalloc(sizeof *c);
+    if (conn_open(c, s->path, SQLITE_OPEN_READONLY, sq_reader_pragmas, e) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void reader_put(sq_store *s, sq_conn *c) {
+    pthread_mutex_lock(&s->rmu);
+    c->next = s->readers;
+    s->readers = c;
+    pthread_mutex_unlock(&s->rmu);
+}
+
+/* Ends a read transaction; an error before this (in *rc) wins over one here. */
+static int reader_end(sq_store *s, sq_conn *c, int rc, tr_err *e) {
+    tr_err ignored;
+    if (run(c, S_COMMIT, rc == 0 ? e : &ignored) != 0) rc = -1;
+    reader_put(s, c);
+    return rc;
+}
+
+static int index_state(sq_conn *c, const char *table, int *ready, tr_err *e) {
+    sqlite3_stmt *st = stmt(c, S_READ_INDEX_STATE, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ready") != 0)
+        *ready = 0;
+    if (rc == SQLITE_DONE)
+        err_set(e, 400, "MissingIndex", "Missing index: %s" SQ_INDEX_SUFFIX, table);
+    else if (rc != SQLITE_ROW)
+        sq_error(c->db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int sq_indexes_ready(store *st, const char *const *tables, size_t n, int *ready,
+                            tr_err *e) {
+    sq_store *s = (sq_store *)st;
+    sq_conn *c = reader_get(s, e);
+    if (!c) return -1;
+    if (run(c, S_BEGIN_READ, e) != 0) {
+        reader_put(s, c);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = index_state(c, tables[i], ready, e);
+    return reader_end(s, c, rc, e);
+}
+
+/* {"_id":..,"_creationTime":..} followed by the stored fields. */
+static void export_doc(buf *out, uint32_t number, sqlite3_stmt *st) {
+    char idtext[DOCID_TEXT_MAX + 1];
+    const void *id = sqlite3_column_blob(st, 0);
+    uint8_t internal[DOCID_INTERNAL_LEN] = {0};
+    if (id && sqlite3_column_bytes(st, 0) == DOCID_INTERNAL_LEN)
+        memcpy(internal, id, DOCID_INTERNAL_LEN);
+    docid_encode(number, internal, idtext);
+    buf_reset(out);
+    buf_puts(out, "{\"_id\":\"");
+    buf_puts(out, idtext);
+    buf_puts(out, "\",\"_creationTime\":");
+    json_emit_double(sqlite3_column_double(st, 1), out);
+    const char *v = (const char *)sqlite3_column_text(st, 2);
+    size_t n = (size_t)sqlite3_column_bytes(st, 2);
+    /* stored values are objects: skip their '{' and any blank, then splice the rest */
+    size_t i = 1;
+    while (i < n && (v[i] == ' ' || v[i] == '\n' || v[i] == '\t' || v[i] == '\r')) i++;
+    if (i < n && v[i] != '}') buf_putc(out, ',');
+    if (i < n) buf_append(out, v + i, n - i);
+    else buf_putc(out, '}');
+}
+
+static int export_rows(sq_conn *c, const char *table, store_doc_fn fn, void *ctx, tr_err *e) {
+    sqlite3_stmt *st = stmt(c, S_TABLE_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int64_t number = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    int64_t tablet = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+    if (rc == SQLITE_DONE) err_set(e, 404, "TableNotFound", "Table %s not found.", table);
+    else if (rc != SQLITE_ROW) sq_error(c->db, rc, e);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return -1;
+
+    if (!(st = stmt(c, S_READ_DOCS, e))) return -1;
+    sqlite3_bind_int64(st, 1, tablet);
+    buf out = BUF_INIT;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        export_doc(&out, (uint32_t)number, st);
+        if (fn(ctx, out.p, out.len) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) sq_error(c->db, rc, e);
+    sqlite3_reset(st);
+    buf_free(&out);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sq_export_table(store *st, const char *table, store_doc_fn fn, void *ctx,
+                           tr_err *e) {
+    sq_store *s = (sq_store *)st;
+    sq_conn *c = reader_get(s, e);
+    if (!c) return -1;
+    if (run(c, S_BEGIN_READ, e) != 0) {
+        reader_put(s, c);
+        return -1;
+    }
+    return reader_end(s, c, export_rows(c, table, fn, ctx, e), e);
+}
+
+/* ---- open / close ---- */
+
+static const char sq_writer_pragmas[] =
+    "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
+    "PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;"
+    "PRAGMA journal_size_limit = 67108864;";
+
+static int schema_check(sqlite3 *db, tr_err *e) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK) {
+        err_set(e, 500, "StorageError", "Not a tributary database (%s)", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_error(db, rc, e);
+    else if (v != SQ_SCHEMA_VERSION)
+        err_set(e, 500, "StorageError",
+                "Database schema version %lld, this tributary reads version %d", (long long)v,
+                SQ_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW && v == SQ_SCHEMA_VERSION ? 0 : -1;
+}
+
+/* WAL is what lets readers run during a write and makes a commit one append + fsync:
+ * refuse to run without it (e.g. on a file system without shared memory). */
+static int wal_on(sqlite3 *db, tr_err *e) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int wal = rc == SQLITE_ROW &&
+              strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    if (rc != SQLITE_ROW) sq_error(db, rc, e);
+    else if (!wal)
+        err_set(e, 500, "StorageError", "The database cannot use WAL mode (journal mode %s)",
+                (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return wal ? 0 : -1;
+}
+
+static int writer_open(sq_store *s, tr_err *e) {
+    if (conn_open(&s->w, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_writer_pragmas,
+                  e) != 0 ||
+        wal_on(s->w.db, e) != 0)
+        return -1;
+    tr_err ignored;
+    if (run(&s->w, S_BEGIN_WRITE, e) != 0) return -1;
+    int rc = sqlite3_exec(s->w.db, sq_schema, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) sq_error(s->w.db, rc, e);
+    if (rc != SQLITE_OK || schema_check(s->w.db, e) != 0 ||
+        meta_get(s, "last_ts", &s->last_ts, e) != 0 || run(&s->w, S_COMMIT, e) != 0) {
+        run(&s->w, S_ROLLBACK, &ignored);
+        return -1;
+    }
+    s->maint = sq_maint_new(s->w.db);
+    return 0;
+}
+
+/* The export CLI may run next to a server, so it only checks what is there. */
+static int readonly_check(sq_store *s, tr_err *e) {
+    struct stat sb;
+    if (stat(s->path, &sb) != 0)
+        return err_set(e, 500, "StorageError", "No database at %s: %s", s->path,
+                       strerror(errno));
+    sq_conn *c = reader_get(s, e);
+    if (!c) return -1;
+    int rc = schema_check(c->db, e);
+    reader_put(s, c);
+    return rc;
+}
+
+static const store_ops sq_ops;
+
+static void sq_close(store *st) {
+    sq_store *s = (sq_store *)st;
+    if (s->bg_running) {
+        pthread_mutex_lock(&s->bgmu);
+        s->bg_stop = 1;
+        pthread_cond_signal(&s->bgcv);
+        pthread_mutex_unlock(&s->bgmu);
+        pthread_join(s->bg, NULL);
+    }
+    while (s->readers) {
+        sq_conn *c = s->readers;
+        s->readers = c->next;
+        conn_close(c);
+        free(c);
+    }
+    sq_maint_free(s->maint);
+    if (s->w.db) conn_close(&s->w);
+    pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->qcv);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_mutex_destroy(&s->bgmu);
+    pthread_cond_destroy(&s->bgcv);
+    arena_free(s->job_arena);
+    arena_free(s->doc_arena);
+    buf_free(&s->key);
+    free(s->matches);
+    free(s->path);
+    free(s);
+}
+
+static sq_store *sq_new(const store_config *c) {
+    sq_store *s = xcalloc(1, sizeof *s);
+    s->base.ops = &sq_ops;
+    s->readonly = c->readonly;
+    s->retention_ns = c->retention_ns;
+    buf p = BUF_INIT;
+    buf_printf(&p, "%s/tributary.db", c->data_dir);
+    s->path = buf_steal(&p);
+    s->job_arena = arena_new();
+    s->doc_arena = arena_new();
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    pthread_mutex_init(&s->bgmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->bgcv, &ca);
+    pthread_condattr_destroy(&ca);
+    return s;
+}
+
+int store_sqlite_open(const store_config *c, store **out, tr_err *e) {
+    *out = NULL;
+    if (!c->readonly && mkdir(c->data_dir, 0755) != 0 && errno != EEXIST)
+        return err_set(e, 500, "StorageError", "Cannot create data directory %s: %s",
+                       c->data_dir, strerror(errno));
+    sq_store *s = sq_new(c);
+    int rc = s->readonly ? readonly_check(s, e) : writer_open(s, e);
+    if (rc == 0 && !s->readonly) {
+        s->bg_kick = 1; /* an unfinished backfill resumes at once */
+        if (pthread_create(&s->bg, NULL, bg_main, s) != 0)
+            rc = err_set(e, 500, "StorageError", "Cannot start the background thread");
+        else
+            s->bg_running = 1;
+    }
+    if (rc != 0) {
+        sq_close(&s->base);
+        return -1;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static const store_ops sq_ops = {
+    .close = sq_close,
+    .import = sq_import,
+    .clear_tables = sq_clear_tables,
+    .add_indexes = sq_add_indexes,
+    .indexes_ready = sq_indexes_ready,
+    .export_table = sq_export_table,
+};

@@ -1,0 +1,32 @@
+/*
+ * store_impl.h — what a storage engine provides behind store.h.
+ *
+ * store.c only dispatches: every store_* call goes through the engine's table of
+ * operations, so a second engine (PostgreSQL) is one more table and one more branch in
+ * store_open, and the API layer never learns which engine it talks to. Internal to
+ * src/store.
+ */
+#ifndef TR_STORE_IMPL_H
+#define TR_STORE_IMPL_H
+
+#include "store/store.h"
+
+typedef struct store_ops {
+    void (*close)(store *s);
+    int (*import)(store *s, const store_batch *b, store_import_result *r, tr_err *e);
+    int (*clear_tables)(store *s, const char *const *tables, size_t n, uint64_t *cleared,
+                        tr_err *e);
+    int (*add_indexes)(store *s, const store_index_req *reqs, size_t n, tr_err *e);
+    int (*indexes_ready)(store *s, const char *const *tables, size_t n, int *ready, tr_err *e);
+    int (*export_table)(store *s, const char *table, store_doc_fn fn, void *ctx, tr_err *e);
+} store_ops;
+
+/* Every engine's handle starts with this, so a store * can be cast to the engine's type. */
+struct store {
+    const store_ops *ops;
+};
+
+/* The SQLite engine (sqlite.c). c->retention_ns is already resolved (never 0). */
+int store_sqlite_open(const store_config *c, store **out, tr_err *e);
+
+#endif
