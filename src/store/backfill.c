@@ -7,9 +7,10 @@
  * one step: the backfill cursor (last document id indexed) is saved with each step, and
  * reclaim needs no cursor because what it deletes is gone once committed.
  *
- * Backfill reads documents in id order (ids grow with insertion, see docid.h), so the
- * documents appended while it runs come after the cursor and are seen too; those writes
- * also add their own entries with INSERT OR IGNORE, so either side may be first.
+ * Backfill reads documents in id order (ids grow with insertion, see docid.h) up to the
+ * last id that existed when the index was created. Documents written after that add
+ * their own entries (INSERT OR IGNORE, so either side may be first), which is why the
+ * build ends even while imports never pause.
  *
  * Reclaim deletes at most about SQ_RECLAIM_CHUNK rows per step: through a LIMITed
  * subquery of rowids for rowid tables, and for WITHOUT ROWID tables (index entries, the
@@ -46,11 +47,11 @@ enum {
 };
 
 static const char *const maint_sql[M_NSTMT] = {
-    [M_BF_NEXT] = "SELECT p.table_number, p.ix, p.fields, p.cursor, t.tablet"
+    [M_BF_NEXT] = "SELECT p.table_number, p.ix, p.fields, p.cursor, t.tablet, p.end_id"
                   " FROM pk_indexes p JOIN tables t ON t.number = p.table_number"
                   " WHERE p.state = 'backfilling' ORDER BY p.table_number LIMIT 1",
     [M_BF_DOCS] = "SELECT id, rowid, value FROM documents"
-                  " WHERE tablet = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                  " WHERE tablet = ?1 AND id > ?2 AND id <= ?4 ORDER BY id LIMIT ?3",
     [M_BF_ENTRY] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc) VALUES (?1, ?2, ?3)",
     [M_BF_CURSOR] = "UPDATE pk_indexes SET cursor = ?2 WHERE table_number = ?1",
     [M_BF_READY] = "UPDATE pk_indexes SET state = 'ready', cursor = NULL"
@@ -148,6 +149,8 @@ typedef struct bf_target {
     int64_t table_number, ix, tablet;
     unsigned char cursor[64];
     int cursor_len;
+    unsigned char end[64]; /* last document id that existed when the index was created */
+    int end_len;
 } bf_target;
 
 static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
@@ -163,6 +166,10 @@ static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
         int clen = sqlite3_column_bytes(st, 3);
         t->cursor_len = clen <= (int)sizeof t->cursor ? clen : 0;
         if (cur && t->cursor_len) memcpy(t->cursor, cur, (size_t)t->cursor_len);
+        const void *end = sqlite3_column_blob(st, 5);
+        int elen = sqlite3_column_bytes(st, 5);
+        t->end_len = elen <= (int)sizeof t->end ? elen : 0;
+        if (end && t->end_len) memcpy(t->end, end, (size_t)t->end_len);
         arena_reset(m->a);
         rc = sq_index_key((const char *)sqlite3_column_text(st, 2),
                           (size_t)sqlite3_column_bytes(st, 2), m->a, &m->k, e);
@@ -190,6 +197,7 @@ static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
     sqlite3_bind_int64(st, 1, t->tablet);
     sqlite3_bind_blob(st, 2, t->cursor, t->cursor_len, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 3, SQ_BACKFILL_CHUNK);
+    sqlite3_bind_blob(st, 4, t->end, t->end_len, SQLITE_TRANSIENT);
     *n = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -102,7 +102,8 @@ static const char sq_schema[] =
     "  ix INTEGER NOT NULL UNIQUE,"
     "  fields TEXT NOT NULL,"
     "  state TEXT NOT NULL CHECK(state IN ('ready', 'backfilling')),"
-    "  cursor BLOB"
+    "  cursor BLOB,"
+    "  end_id BLOB"
     ");"
     "CREATE TABLE IF NOT EXISTS pk_entries("
     "  ix INTEGER NOT NULL,"
@@ -170,8 +171,11 @@ static const char *const sq_sql[S_NSTMT] = {
     [S_TABLET_COUNT] = "UPDATE tablets SET doc_count = doc_count + ?2 WHERE id = ?1",
     [S_TABLET_DROP] = "UPDATE tablets SET dropped_ts = ?2 WHERE id = ?1",
     [S_INDEX_GET] = "SELECT ix, fields, state FROM pk_indexes WHERE table_number = ?1",
-    [S_INDEX_PUT] = "INSERT OR REPLACE INTO pk_indexes(table_number, ix, fields, state, cursor)"
-                    " VALUES (?1, ?2, ?3, ?4, NULL)",
+    /* end_id: the last document a backfill must visit; later ones get their entries
+     * from the writes that insert them, so the build never chases a growing table. */
+    [S_INDEX_PUT] = "INSERT OR REPLACE INTO pk_indexes(table_number, ix, fields, state, cursor,"
+                    " end_id) VALUES (?1, ?2, ?3, ?4, NULL,"
+                    " (SELECT max(id) FROM documents WHERE tablet = ?5))",
     [S_INDEX_RENEW] = "UPDATE pk_indexes SET ix = ?2, state = 'ready', cursor = NULL"
                       " WHERE table_number = ?1",
     [S_INDEX_DEAD] = "INSERT INTO dead_indexes(ix) VALUES (?1)",
@@ -903,6 +907,7 @@ static int index_one(sq_store *s, const store_index_req *req, int64_t ts, int *k
     sqlite3_bind_int64(st, 2, ix);
     sqlite3_bind_text(st, 3, s->key.p, (int)s->key.len, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, count ? "backfilling" : "ready", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, t.tablet);
     *kick |= count != 0 || t.has_index;
     return sq_step_done(s->w.db, st, e);
 }
