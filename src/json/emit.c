@@ -9,6 +9,7 @@
  * never read back as an int64 (reader.h's number rule).
  */
 #include "json/emit.h"
+#include "util/utf8.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -25,30 +26,6 @@
 static int je_kind(unsigned char c) {
     if (c >= 0x80) return 2;
     return c < 0x20 || c == '"' || c == '\\';
-}
-
-static int je_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-/* Length of the well-formed UTF-8 sequence at s, or 0 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). The same rules as the reader's. */
-static size_t je_utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n >= 2 && je_cont(s[1]) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || !je_cont(s[1]) || !je_cont(s[2])) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;
-        if (c == 0xED && s[1] >= 0xA0) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || !je_cont(s[1]) || !je_cont(s[2]) || !je_cont(s[3])) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
 }
 
 static void je_escape(unsigned char c, buf *out) {
@@ -77,7 +54,7 @@ void json_emit_string(const char *str, size_t n, buf *out) {
             i++;
             continue;
         }
-        size_t len = k == 2 ? je_utf8_seq(s + i, n - i) : 0;
+        size_t len = k == 2 ? utf8_seq(s + i, n - i) : 0;
         if (len) {
             i += len;
             continue;

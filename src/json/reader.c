@@ -37,6 +37,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "util/buf.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 #define JR_BAD "BadJsonBody"
@@ -104,53 +105,6 @@ struct json_reader {
     int tok_esc;     /* the previous string byte was a backslash */
     size_t tok_len;  /* bytes of the token that has not ended yet */
 };
-
-/* ---- strict UTF-8 ---- */
-
-static int jr_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-/* Length of the well-formed UTF-8 sequence at s, or 0 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-static size_t jr_utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n >= 2 && jr_cont(s[1]) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || !jr_cont(s[1]) || !jr_cont(s[2])) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;
-        if (c == 0xED && s[1] >= 0xA0) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || !jr_cont(s[1]) || !jr_cont(s[2]) || !jr_cont(s[3])) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-static int jr_utf8_valid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        while (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & 0x8080808080808080ULL) break;
-            i += 8;
-        }
-        if (i >= n) break;
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len = jr_utf8_seq(s + i, n - i);
-        if (!len) return 0;
-        i += len;
-    }
-    return 1;
-}
 
 /* ---- errors ---- */
 
@@ -554,7 +508,7 @@ static int jr_cb_number(void *ctx, const char *s, size_t n) {
 static int jr_cb_string(void *ctx, const unsigned char *s, size_t n) {
     json_reader *r = ctx;
     if (!jr_begin(r, VAL_STRING)) return 0;
-    if (!jr_utf8_valid(s, n)) return jr_fail(r, r->nlv, JR_BAD, "invalid UTF-8 in a string");
+    if (!utf8_valid(s, n)) return jr_fail(r, r->nlv, JR_BAD, "invalid UTF-8 in a string");
     val v = {.type = VAL_STRING};
     v.u.s.p = arena_strndup(r->cur, (const char *)s, n);
     v.u.s.len = n;
@@ -567,7 +521,7 @@ static int jr_cb_key(void *ctx, const unsigned char *s, size_t n) {
     size_t maxf = r->o.element_max_fields;
     l->key = NULL;
     l->key_len = 0;
-    if (!jr_utf8_valid(s, n)) return jr_fail(r, r->nlv - 1, JR_BAD, "invalid UTF-8 in a key");
+    if (!utf8_valid(s, n)) return jr_fail(r, r->nlv - 1, JR_BAD, "invalid UTF-8 in a key");
     if (l->in_elem && maxf && r->nsl - l->start >= 2 * maxf) {
         r->nsl = l->start + jr_dedup(r, r->sl + l->start, r->nsl - l->start);
         if (r->nsl - l->start > maxf)
