@@ -60,6 +60,12 @@ extern const api_endpoint api_replace_endpoint;     /* api/tables.c */
 extern const api_endpoint api_add_indexes_endpoint; /* api/indexes.c */
 extern const api_endpoint api_ready_endpoint;       /* api/indexes.c */
 extern const api_endpoint api_version_endpoint;     /* api/version.c */
+extern const api_endpoint api_json_schemas_endpoint;       /* api/export.c */
+extern const api_endpoint api_list_snapshot_get_endpoint;  /* api/export.c */
+extern const api_endpoint api_list_snapshot_post_endpoint; /* api/export.c */
+extern const api_endpoint api_deltas_get_endpoint;         /* api/export.c */
+extern const api_endpoint api_deltas_post_endpoint;        /* api/export.c */
+extern const api_endpoint api_export_probe_endpoint;       /* api/export.c */
 
 /* Writes {"code": ..., "message": ...} for e into out. */
 void api_error_json(const tr_err *e, buf *out);

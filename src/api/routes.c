@@ -9,6 +9,9 @@
 const api_endpoint *const api_endpoints[] = {
     &api_import_endpoint,      &api_clear_endpoint, &api_replace_endpoint,
     &api_add_indexes_endpoint, &api_ready_endpoint, &api_version_endpoint,
+    &api_json_schemas_endpoint, &api_list_snapshot_get_endpoint,
+    &api_list_snapshot_post_endpoint, &api_deltas_get_endpoint, &api_deltas_post_endpoint,
+    &api_export_probe_endpoint,
     NULL,
 };
 

@@ -18,7 +18,12 @@
  * max(clock, last + 1)); the last one is saved in the same transaction, so after a restart
  * timestamps continue above it even if the clock went back.
  *
- * Reads (indexes_ready, export) use a pool of read-only connections; in readonly mode
+ * Every import also widens the inferred shapes of the tables it writes (shape.h): the
+ * caller scans its batch into small shapes before queueing, the job merges them into the
+ * cached table shapes, and the group saves the changed ones before it commits.
+ *
+ * Reads (indexes_ready, export, the streaming-export API) use a pool of read-only
+ * connections, one read transaction per call; in readonly mode
  * (the export CLI, possibly next to a running server) there is no writer and no
  * background thread. The background thread (index backfill, space reclaim: backfill.c)
  * submits its steps to the same queue.
@@ -30,6 +35,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +47,7 @@
 #include "json/emit.h"
 #include "model/docid.h"
 #include "store/backfill.h"
+#include "store/shape.h"
 #include "util/arena.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
@@ -112,6 +119,10 @@ static const char sq_schema[] =
     "  PRIMARY KEY(ix, key, doc)"
     ") WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS dead_indexes(ix INTEGER PRIMARY KEY);"
+    "CREATE TABLE IF NOT EXISTS shapes("
+    "  tablet INTEGER PRIMARY KEY,"
+    "  shape TEXT NOT NULL"
+    ");"
     "INSERT OR IGNORE INTO meta(key, value) VALUES"
     "  ('schema_version', 1), ('last_ts', 0), ('next_ix', 1);";
 
@@ -148,6 +159,20 @@ enum {
     S_CHANGE_DEL,
     S_READ_INDEX_STATE,
     S_READ_DOCS,
+    S_SHAPE_GET,
+    S_SHAPE_PUT,
+    S_SHAPE_DEL,
+    S_READ_TABLE_NEXT,
+    S_READ_TABLE_NUMBER,
+    S_READ_TABLET_AT,
+    S_READ_SNAP_DOCS,
+    S_READ_SNAP_OLD,
+    S_READ_CHANGES,
+    S_READ_DROPS,
+    S_READ_DOC,
+    S_READ_TABLET_IDS,
+    S_READ_TABLET_TABLE,
+    S_READ_SHAPES,
     S_NSTMT
 };
 
@@ -198,6 +223,31 @@ static const char *const sq_sql[S_NSTMT] = {
                            " JOIN pk_indexes p ON p.table_number = t.number WHERE t.name = ?1",
     [S_READ_DOCS] = "SELECT id, creation_time, value FROM documents WHERE tablet = ?1"
                     " ORDER BY id",
+    [S_SHAPE_GET] = "SELECT shape FROM shapes WHERE tablet = ?1",
+    [S_SHAPE_PUT] = "INSERT OR REPLACE INTO shapes(tablet, shape) VALUES (?1, ?2)",
+    [S_SHAPE_DEL] = "DELETE FROM shapes WHERE tablet = ?1",
+    [S_READ_TABLE_NEXT] = "SELECT number, name FROM tables WHERE number >= ?1"
+                          " ORDER BY number LIMIT 1",
+    [S_READ_TABLE_NUMBER] = "SELECT name FROM tables WHERE number = ?1",
+    [S_READ_TABLET_AT] = "SELECT id FROM tablets WHERE table_number = ?1 AND created_ts <= ?2"
+                         " AND (dropped_ts IS NULL OR dropped_ts > ?2)",
+    /* a snapshot at ?3: current versions written by then, plus the versions replaced or
+     * deleted since that were valid at ?3 (each document has one or the other) */
+    [S_READ_SNAP_DOCS] = "SELECT id, ts, creation_time, value FROM documents"
+                         " WHERE tablet = ?1 AND id > ?2 AND ts <= ?3 ORDER BY id LIMIT ?4",
+    [S_READ_SNAP_OLD] = "SELECT id, valid_from, creation_time, value FROM history"
+                        " WHERE valid_to > ?3 AND valid_from <= ?3 AND tablet = ?1 AND id > ?2"
+                        " ORDER BY id LIMIT ?4",
+    [S_READ_CHANGES] = "SELECT ts, tablet, id, deleted FROM changes WHERE ts > ?1 AND ts <= ?2"
+                       " ORDER BY ts, tablet, id",
+    [S_READ_DROPS] = "SELECT dropped_ts, id, table_number, doc_count FROM tablets"
+                     " WHERE dropped_ts > ?1 AND dropped_ts <= ?2 ORDER BY dropped_ts, id",
+    [S_READ_DOC] = "SELECT ts, creation_time, value FROM documents WHERE tablet = ?1 AND id = ?2",
+    [S_READ_TABLET_IDS] = "SELECT id FROM documents WHERE tablet = ?1 ORDER BY id",
+    [S_READ_TABLET_TABLE] = "SELECT t.table_number, n.name FROM tablets t"
+                            " JOIN tables n ON n.number = t.table_number WHERE t.id = ?1",
+    [S_READ_SHAPES] = "SELECT n.name, s.shape FROM tables n"
+                      " LEFT JOIN shapes s ON s.tablet = n.tablet ORDER BY n.name",
 };
 
 typedef struct sq_conn {
@@ -226,6 +276,14 @@ struct sq_job {
     sq_job *next;
 };
 
+/* The inferred shape of one generation, cached on the writer between jobs. `dirty`: it
+ * changed since it was last saved; the group saves it before committing. */
+typedef struct sq_shape {
+    int64_t tablet;
+    shape *sh;
+    int dirty;
+} sq_shape;
+
 /* A document matched by key: its row and what decides how it is replaced or deleted. */
 typedef struct sq_match {
     int64_t rowid;
@@ -249,6 +307,10 @@ struct sq_store {
     buf key;
     sq_match *matches;
     size_t nmatches, cap_matches;
+    sq_shape **shapes; /* every generation written since the cache was last dropped */
+    size_t nshapes, cap_shapes;
+    buf shape_text;
+    _Atomic int64_t reclaim_floor; /* the newest horizon reclaim has worked to */
 
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
@@ -323,16 +385,20 @@ static int64_t next_ts(sq_store *s) {
     return s->last_ts;
 }
 
-static int meta_get(sq_store *s, const char *key, int64_t *v, tr_err *e) {
-    sqlite3_stmt *st = stmt(&s->w, S_META_GET, e);
+static int meta_read(sq_conn *c, const char *key, int64_t *v, tr_err *e) {
+    sqlite3_stmt *st = stmt(c, S_META_GET, e);
     if (!st) return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
     else if (rc == SQLITE_DONE) err_set(e, 500, "StorageError", "Database has no meta.%s", key);
-    else sq_error(s->w.db, rc, e);
+    else sq_error(c->db, rc, e);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int meta_get(sq_store *s, const char *key, int64_t *v, tr_err *e) {
+    return meta_read(&s->w, key, v, e);
 }
 
 static int meta_set(sq_store *s, const char *key, int64_t v, tr_err *e) {
@@ -341,6 +407,83 @@ static int meta_set(sq_store *s, const char *key, int64_t v, tr_err *e) {
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
     return sq_step_done(s->w.db, st, e);
+}
+
+/* ---- inferred shapes (writer side) ----
+ *
+ * Every document written widens its generation's shape (shape.h). The shapes live in
+ * memory between jobs and are saved, when they changed, in the transaction of the group
+ * that changed them; a rolled-back transaction drops the whole cache, which is simply
+ * read again from the database when needed. */
+
+static void shapes_drop(sq_store *s) {
+    for (size_t i = 0; i < s->nshapes; i++) {
+        shape_free(s->shapes[i]->sh);
+        free(s->shapes[i]);
+    }
+    s->nshapes = 0;
+}
+
+static void shape_forget(sq_store *s, int64_t tablet) {
+    for (size_t i = 0; i < s->nshapes; i++) {
+        if (s->shapes[i]->tablet != tablet) continue;
+        shape_free(s->shapes[i]->sh);
+        free(s->shapes[i]);
+        s->shapes[i] = s->shapes[--s->nshapes];
+        return;
+    }
+}
+
+/* A cleared generation's shape goes with it (the new generation starts empty). */
+static int shape_delete(sq_store *s, int64_t tablet, tr_err *e) {
+    shape_forget(s, tablet);
+    sqlite3_stmt *st = stmt(&s->w, S_SHAPE_DEL, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, tablet);
+    return sq_step_done(s->w.db, st, e);
+}
+
+/* The cached shape of a generation, read from the database on first use. */
+static sq_shape *shape_of(sq_store *s, int64_t tablet, tr_err *e) {
+    for (size_t i = 0; i < s->nshapes; i++)
+        if (s->shapes[i]->tablet == tablet) return s->shapes[i];
+    sqlite3_stmt *st = stmt(&s->w, S_SHAPE_GET, e);
+    if (!st) return NULL;
+    sqlite3_bind_int64(st, 1, tablet);
+    int rc = sqlite3_step(st);
+    shape *sh = NULL;
+    if (rc == SQLITE_ROW)
+        rc = shape_read((const char *)sqlite3_column_text(st, 0),
+                        (size_t)sqlite3_column_bytes(st, 0), &sh, e) == 0 ? SQLITE_DONE : -1;
+    else if (rc == SQLITE_DONE) sh = shape_new();
+    else sq_error(s->w.db, rc, e);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return NULL;
+    if (s->nshapes == s->cap_shapes) {
+        s->cap_shapes = s->cap_shapes ? s->cap_shapes * 2 : 8;
+        s->shapes = xrealloc(s->shapes, s->cap_shapes * sizeof *s->shapes);
+    }
+    sq_shape *entry = xmalloc(sizeof *entry);
+    *entry = (sq_shape){tablet, sh, 0};
+    s->shapes[s->nshapes++] = entry;
+    return entry;
+}
+
+/* Saves every shape changed by the group, in its transaction. */
+static int shapes_save(sq_store *s, tr_err *e) {
+    for (size_t i = 0; i < s->nshapes; i++) {
+        sq_shape *x = s->shapes[i];
+        if (!x->dirty) continue;
+        buf_reset(&s->shape_text);
+        shape_write(x->sh, &s->shape_text);
+        sqlite3_stmt *st = stmt(&s->w, S_SHAPE_PUT, e);
+        if (!st) return -1;
+        sqlite3_bind_int64(st, 1, x->tablet);
+        sqlite3_bind_text(st, 2, s->shape_text.p, (int)s->shape_text.len, SQLITE_STATIC);
+        if (sq_step_done(s->w.db, st, e) != 0) return -1;
+        x->dirty = 0;
+    }
+    return 0;
 }
 
 /* ---- the write queue ---- */
@@ -389,14 +532,18 @@ static int group_try(sq_store *s, sq_job *head) {
         int lost = sqlite3_get_autocommit(s->w.db);
         if (!lost && sqlite3_total_changes64(s->w.db) == before) continue;
         if (!lost) run(&s->w, S_ROLLBACK, &fatal);
+        shapes_drop(s);
         return 1;
     }
     if (!ok) {
         run(&s->w, S_ROLLBACK, &fatal);
+        shapes_drop(s);
         return 0;
     }
-    if ((stamped && meta_set(s, "last_ts", s->last_ts, &fatal) != 0) ||
+    if (shapes_save(s, &fatal) != 0 ||
+        (stamped && meta_set(s, "last_ts", s->last_ts, &fatal) != 0) ||
         run(&s->w, S_COMMIT, &fatal) != 0) {
+        shapes_drop(s);
         jobs_fail(head, &fatal);
         tr_err ignored;
         if (!sqlite3_get_autocommit(s->w.db)) run(&s->w, S_ROLLBACK, &ignored);
@@ -466,6 +613,7 @@ typedef struct sq_table {
     int64_t ix;          /* index instance whose entries are in pk_entries */
     const char *fields;  /* index definition (canonical key text) */
     pkey *key;           /* the same, parsed when an append stream needs it */
+    sq_shape *shape;     /* the generation's shape, once a document was written */
 } sq_table;
 
 static int table_load(sq_store *s, const char *name, sq_table *t, tr_err *e) {
@@ -709,7 +857,44 @@ typedef struct import_job {
     sq_job base;
     const store_batch *b;
     store_import_result *r;
+    shape **shapes; /* per stream: the shape of the documents it writes (NULL: none) */
 } import_job;
+
+/* The shape of each stream's written documents, built on the caller's thread so the
+ * writer only has to merge one small shape per table (import_shapes_merge). */
+static int import_shapes(const store_batch *b, shape ***out, tr_err *e) {
+    shape **sh = xcalloc(b->nstreams ? b->nstreams : 1, sizeof *sh);
+    *out = sh;
+    for (size_t i = 0; i < b->nrecords; i++) {
+        const store_record *rec = &b->records[i];
+        if (rec->stream >= b->nstreams || (rec->deleted && b->streams[rec->stream].dedup))
+            continue;
+        if (!sh[rec->stream]) sh[rec->stream] = shape_new();
+        int changed = 0;
+        if (shape_add_doc(sh[rec->stream], b->docs + rec->doc_off, rec->doc_len, &changed) != 0)
+            return err_set(e, 500, "StorageError", "Record %zu is not a Convex JSON object", i);
+    }
+    return 0;
+}
+
+static void import_shapes_free(const store_batch *b, shape **sh) {
+    for (size_t i = 0; sh && i < b->nstreams; i++) shape_free(sh[i]);
+    free(sh);
+}
+
+/* Widens each written table's shape with the batch's (saved with the group). */
+static int import_shapes_merge(sq_store *s, import_job *ij, const int *map, sq_table *tabs,
+                               tr_err *e) {
+    for (size_t i = 0; i < ij->b->nstreams; i++) {
+        if (!ij->shapes[i] || map[i] < 0) continue;
+        sq_table *t = &tabs[map[i]];
+        if (!t->shape && !(t->shape = shape_of(s, t->tablet, e))) return -1;
+        int changed = 0;
+        shape_merge(t->shape->sh, ij->shapes[i], &changed);
+        t->shape->dirty |= changed;
+    }
+    return 0;
+}
 
 static int import_append(sq_store *s, sq_table *t, const char *doc, size_t len, int64_t ts,
                          store_import_result *r, tr_err *e) {
@@ -821,18 +1006,17 @@ static int import_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
     }
     for (size_t k = 0; k < ntabs; k++)
         if (table_save(s, &tabs[k], e) != 0) return -1;
-    return 0;
+    return import_shapes_merge(s, ij, map, tabs, e);
 }
 
 static int sq_import(store *st, const store_batch *b, store_import_result *r, tr_err *e) {
     sq_store *s = (sq_store *)st;
     if (writable(s, e) != 0) return -1;
     import_job j = {.base = {.run = import_run, .stamped = 1}, .b = b, .r = r};
-    if (queue_run(s, &j.base, e) != 0) {
-        *r = (store_import_result){0, 0, 0};
-        return -1;
-    }
-    return 0;
+    int rc = import_shapes(b, &j.shapes, e) == 0 ? queue_run(s, &j.base, e) : -1;
+    import_shapes_free(b, j.shapes);
+    if (rc != 0) *r = (store_import_result){0, 0, 0};
+    return rc;
 }
 
 /* ---- clear_tables ---- */
@@ -854,7 +1038,7 @@ static int clear_one(sq_store *s, const char *name, int64_t ts, uint64_t *cleare
     if (created_ts == ts) return 0; /* listed twice: already cleared by this job */
     if (run_ints(s, S_TABLET_DROP, t.tablet, ts, e) != 0 ||
         tablet_new(s, t.number, ts, &tablet, e) != 0 ||
-        run_ints(s, S_TABLE_SWAP, t.number, tablet, e) != 0)
+        run_ints(s, S_TABLE_SWAP, t.number, tablet, e) != 0 || shape_delete(s, t.tablet, e) != 0)
         return -1;
     *cleared += (uint64_t)count;
     if (!t.has_index) return 0;
@@ -941,6 +1125,8 @@ static int maint_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
     if (mj->backfill) return sq_backfill_step(s->maint, &mj->more, e);
     int64_t now = clock_ns(CLOCK_REALTIME);
     int64_t horizon = (now > s->last_ts ? now : s->last_ts) - s->retention_ns;
+    /* published before the deletions commit, so a reader that sees them sees this too */
+    if (horizon > atomic_load(&s->reclaim_floor)) atomic_store(&s->reclaim_floor, horizon);
     return sq_reclaim_step(s->maint, horizon, &mj->more, e);
 }
 
@@ -1101,6 +1287,528 @@ static int sq_export_table(store *st, const char *table, store_doc_fn fn, void *
     return reader_end(s, c, export_rows(c, table, fn, ctx, e), e);
 }
 
+/* ---- streaming export reads (SPEC §4) ----
+ *
+ * Every call is one read transaction: its first statement reads meta.last_ts, which
+ * fixes the WAL snapshot the whole call reads from, and every check (too new, too old)
+ * is made against what that snapshot holds. What a snapshot at S and the deltas after C
+ * read is laid out in docs/storage.md ("What is kept for the export API"). */
+
+/* Runs fn in one read transaction on a pooled reader connection. */
+typedef int (*read_fn)(sq_store *s, sq_conn *c, void *arg, tr_err *e);
+
+static int read_tx(sq_store *s, read_fn fn, void *arg, tr_err *e) {
+    sq_conn *c = reader_get(s, e);
+    if (!c) return -1;
+    if (run(c, S_BEGIN_READ, e) != 0) {
+        reader_put(s, c);
+        return -1;
+    }
+    return reader_end(s, c, fn(s, c, arg, e), e);
+}
+
+/* Whether reading at t could miss rows reclaim has deleted: t is before the horizon and
+ * something was committed after t. The horizon is the one reclaim uses, or the newest one
+ * it actually worked to if that is later (a clock that went back). */
+static int too_old(sq_store *s, int64_t t, int64_t last) {
+    int64_t now = clock_ns(CLOCK_REALTIME);
+    int64_t horizon = (now > last ? now : last) - s->retention_ns;
+    int64_t floor = atomic_load(&s->reclaim_floor);
+    if (floor > horizon) horizon = floor;
+    return t < horizon && t < last;
+}
+
+static void blob16(sqlite3_stmt *st, int col, uint8_t out[DOCID_INTERNAL_LEN]) {
+    memset(out, 0, DOCID_INTERNAL_LEN);
+    if (sqlite3_column_bytes(st, col) == DOCID_INTERNAL_LEN)
+        memcpy(out, sqlite3_column_blob(st, col), DOCID_INTERNAL_LEN);
+}
+
+/* A one-row lookup: *found = 1 and the row is left for the caller to read and reset. */
+static int read_row(sq_conn *c, sqlite3_stmt *st, int *found, tr_err *e) {
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) return 0;
+    if (rc != SQLITE_DONE) sq_error(c->db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The number of a table by name; *found = 0 when there is no such table. */
+static int table_number(sq_conn *c, const char *name, uint32_t *number, int *found,
+                        tr_err *e) {
+    sqlite3_stmt *st = stmt(c, S_TABLE_GET, e);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (read_row(c, st, found, e) != 0) return -1;
+    if (*found) {
+        *number = (uint32_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+    }
+    return 0;
+}
+
+/* The first table numbered `from` or above; *found = 0 when there is none. */
+static int table_next(sq_conn *c, uint32_t from, uint32_t *number, char *name, int *found,
+                      tr_err *e) {
+    sqlite3_stmt *st = stmt(c, S_READ_TABLE_NEXT, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, from);
+    if (read_row(c, st, found, e) != 0) return -1;
+    if (*found) {
+        *number = (uint32_t)sqlite3_column_int64(st, 0);
+        snprintf(name, NAMES_TABLE_MAX + 1, "%s", (const char *)sqlite3_column_text(st, 1));
+        sqlite3_reset(st);
+    }
+    return 0;
+}
+
+/* ---- list_snapshot ---- */
+
+typedef struct snap_walk {
+    sq_conn *c;
+    const store_snapshot_req *rq;
+    store_value_fn fn;
+    void *ctx;
+    int64_t snapshot;
+    size_t left;       /* documents the page may still take */
+    size_t bytes;      /* stored bytes on the page so far */
+    size_t max_bytes;
+    int full;          /* the page is complete */
+    int more_here;     /* ... and the table it ended in has documents after it */
+    uint32_t last_table;
+    uint8_t last_id[DOCID_INTERNAL_LEN];
+} snap_walk;
+
+static int snap_emit(snap_walk *w, uint32_t number, const char *name, sqlite3_stmt *st,
+                     tr_err *e) {
+    char idtext[DOCID_TEXT_MAX + 1];
+    blob16(st, 0, w->last_id);
+    w->last_table = number;
+    docid_encode(number, w->last_id, idtext);
+    store_value v = {.table = name, .id = idtext, .ts = sqlite3_column_int64(st, 1)};
+    v.creation_time = sqlite3_column_double(st, 2);
+    v.fields = (const char *)sqlite3_column_text(st, 3);
+    v.fields_len = (size_t)sqlite3_column_bytes(st, 3);
+    w->left--;
+    w->bytes += v.fields_len;
+    return w->fn(w->ctx, &v, e);
+}
+
+/* Which of two statements positioned on rows (or done) holds the smaller id. */
+static sqlite3_stmt *snap_pick(sqlite3_stmt *a, int ra, sqlite3_stmt *b, int rb) {
+    if (ra != SQLITE_ROW) return b;
+    if (rb != SQLITE_ROW) return a;
+    uint8_t ia[DOCID_INTERNAL_LEN], ib[DOCID_INTERNAL_LEN];
+    blob16(a, 0, ia);
+    blob16(b, 0, ib);
+    return memcmp(ia, ib, sizeof ia) < 0 ? a : b;
+}
+
+/* The documents of one table as of the snapshot, after id `after` (alen bytes; 0: from
+ * the first), until the page is full. Current versions and kept old versions are two
+ * id-ordered streams that never share a document; they are merged here. */
+static int snap_table(snap_walk *w, uint32_t number, const char *name, const uint8_t *after,
+                      int alen, tr_err *e) {
+    sqlite3_stmt *at = stmt(w->c, S_READ_TABLET_AT, e);
+    if (!at) return -1;
+    sqlite3_bind_int64(at, 1, number);
+    sqlite3_bind_int64(at, 2, w->snapshot);
+    int found;
+    if (read_row(w->c, at, &found, e) != 0) return -1;
+    if (!found) return 0; /* the table did not exist yet */
+    int64_t tablet = sqlite3_column_int64(at, 0);
+    sqlite3_reset(at);
+
+    sqlite3_stmt *q[2] = {stmt(w->c, S_READ_SNAP_DOCS, e), stmt(w->c, S_READ_SNAP_OLD, e)};
+    if (!q[0] || !q[1]) return -1;
+    int r[2];
+    for (int i = 0; i < 2; i++) {
+        sqlite3_bind_int64(q[i], 1, tablet);
+        sqlite3_bind_blob(q[i], 2, after ? (const void *)after : "", alen, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q[i], 3, w->snapshot);
+        sqlite3_bind_int64(q[i], 4, (int64_t)w->left + 1);
+        r[i] = sqlite3_step(q[i]);
+    }
+    int rc = 0;
+    while (rc == 0 && (r[0] == SQLITE_ROW || r[1] == SQLITE_ROW)) {
+        if (w->left == 0 || w->bytes >= w->max_bytes) {
+            w->full = w->more_here = 1;
+            break;
+        }
+        sqlite3_stmt *pick = snap_pick(q[0], r[0], q[1], r[1]);
+        rc = snap_emit(w, number, name, pick, e);
+        int k = pick == q[1];
+        r[k] = sqlite3_step(q[k]);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (rc == 0 && r[i] != SQLITE_ROW && r[i] != SQLITE_DONE) rc = sq_error(w->c->db, r[i], e);
+        sqlite3_reset(q[i]);
+    }
+    if (w->left == 0 || w->bytes >= w->max_bytes) w->full = 1;
+    return rc;
+}
+
+/* Walks the tables from the cursor on until the page is full or every table is done;
+ * `only` (when rq->table) is the one table's number. */
+static int snap_tables(snap_walk *w, uint32_t only, tr_err *e) {
+    const store_snapshot_pos *cur = w->rq->cursor;
+    char name[NAMES_TABLE_MAX + 1];
+    uint32_t number = cur ? cur->table_number : 0;
+    const uint8_t *after = cur ? cur->id : NULL;
+    if (w->rq->table) {
+        if (only && snap_table(w, only, w->rq->table, after, after ? 16 : 0, e) != 0) return -1;
+        return 0;
+    }
+    for (;;) {
+        int found;
+        if (table_next(w->c, number, &number, name, &found, e) != 0) return -1;
+        if (!found) return 0;
+        if (snap_table(w, number, name, after, after ? 16 : 0, e) != 0) return -1;
+        if (w->full) {
+            /* a later table may still have documents: let the client ask */
+            if (!w->more_here && table_next(w->c, number + 1, &number, name, &found, e) != 0)
+                return -1;
+            w->more_here |= found;
+            return 0;
+        }
+        number++;
+        after = NULL;
+    }
+}
+
+/* Checks the cursor against the request; *only: the requested table's number (0: it
+ * does not exist). */
+static int snap_check_cursor(snap_walk *w, uint32_t *only, tr_err *e) {
+    const store_snapshot_req *rq = w->rq;
+    const store_snapshot_pos *cur = rq->cursor;
+    int found = 0;
+    *only = 0;
+    if (rq->table && table_number(w->c, rq->table, only, &found, e) != 0) return -1;
+    if (!cur) return 0;
+    if (rq->has_snapshot && rq->snapshot != cur->snapshot)
+        return err_set(e, 400, "InvalidListSnapshotCursor",
+                       "The cursor belongs to snapshot %lld, not to snapshot %lld",
+                       (long long)cur->snapshot, (long long)rq->snapshot);
+    if (rq->table && cur->table_number != *only)
+        return err_set(e, 400, "InvalidListSnapshotCursor",
+                       "The cursor does not belong to a walk of table %s", rq->table);
+    sqlite3_stmt *st = stmt(w->c, S_READ_TABLE_NUMBER, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, cur->table_number);
+    if (read_row(w->c, st, &found, e) != 0) return -1;
+    if (found) sqlite3_reset(st);
+    else return err_set(e, 400, "InvalidListSnapshotCursor", "The cursor names no table");
+    return 0;
+}
+
+typedef struct snap_call {
+    const store_snapshot_req *rq;
+    store_value_fn fn;
+    void *ctx;
+    store_snapshot_page *out;
+} snap_call;
+
+static int snap_read(sq_store *s, sq_conn *c, void *arg, tr_err *e) {
+    snap_call *call = arg;
+    const store_snapshot_req *rq = call->rq;
+    int64_t last;
+    if (meta_read(c, "last_ts", &last, e) != 0) return -1;
+    snap_walk w = {.c = c, .rq = rq, .fn = call->fn, .ctx = call->ctx, .left = rq->limit};
+    uint32_t only;
+    if (snap_check_cursor(&w, &only, e) != 0) return -1;
+    w.snapshot = rq->cursor ? rq->cursor->snapshot : rq->has_snapshot ? rq->snapshot : last;
+    if (w.snapshot > last)
+        return err_set(e, 400, "SnapshotTooNew",
+                       "Snapshot %lld is newer than the latest commit %lld",
+                       (long long)w.snapshot, (long long)last);
+    if (too_old(s, w.snapshot, last))
+        return err_set(e, 400, "SnapshotTooOld",
+                       "Snapshot %lld is older than the retention window of %lld seconds; "
+                       "start a new snapshot",
+                       (long long)w.snapshot, (long long)(s->retention_ns / 1000000000));
+    if (w.left == 0) w.left = 1;
+    w.max_bytes = rq->max_bytes ? rq->max_bytes : SIZE_MAX;
+    if (snap_tables(&w, only, e) != 0) return -1;
+    store_snapshot_page *out = call->out;
+    out->snapshot = w.snapshot;
+    out->has_more = w.full && w.more_here;
+    if (out->has_more) {
+        out->next.snapshot = w.snapshot;
+        out->next.table_number = w.last_table;
+        memcpy(out->next.id, w.last_id, sizeof w.last_id);
+    }
+    return 0;
+}
+
+static int sq_list_snapshot(store *st, const store_snapshot_req *rq, store_value_fn fn,
+                            void *ctx, store_snapshot_page *out, tr_err *e) {
+    snap_call call = {rq, fn, ctx, out};
+    return read_tx((sq_store *)st, snap_read, &call, e);
+}
+
+/* ---- document_deltas ---- */
+
+typedef struct tablet_name {
+    int64_t tablet;
+    uint32_t number;
+    char name[NAMES_TABLE_MAX + 1];
+} tablet_name;
+
+typedef struct delta_read {
+    sq_conn *c;
+    const store_deltas_req *rq;
+    store_value_fn fn;
+    void *ctx;
+    uint32_t only; /* rq->table's number (0: no such table) */
+    tablet_name *tabs;
+    size_t ntabs, cap;
+    sqlite3_stmt *log, *drops; /* the two event streams, in commit order */
+    int rlog, rdrops;
+} delta_read;
+
+/* The table a generation belongs to (remembered for the rest of the call). */
+static const tablet_name *delta_tablet(delta_read *d, int64_t tablet, tr_err *e) {
+    for (size_t i = 0; i < d->ntabs; i++)
+        if (d->tabs[i].tablet == tablet) return &d->tabs[i];
+    sqlite3_stmt *st = stmt(d->c, S_READ_TABLET_TABLE, e);
+    if (!st) return NULL;
+    sqlite3_bind_int64(st, 1, tablet);
+    int found;
+    if (read_row(d->c, st, &found, e) != 0) return NULL;
+    if (!found)
+        return err_set(e, 500, "StorageError", "Change log names generation %lld, which is gone",
+                       (long long)tablet),
+               NULL;
+    if (d->ntabs == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 8;
+        d->tabs = xrealloc(d->tabs, d->cap * sizeof *d->tabs);
+    }
+    tablet_name *t = &d->tabs[d->ntabs++];
+    t->tablet = tablet;
+    t->number = (uint32_t)sqlite3_column_int64(st, 0);
+    snprintf(t->name, sizeof t->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    sqlite3_reset(st);
+    return t;
+}
+
+static int delta_wanted(const delta_read *d, uint32_t number) {
+    return !d->rq->table || number == d->only;
+}
+
+/* Positions both event streams at their first event in (after, upto]. */
+static int delta_open(delta_read *d, int64_t after, int64_t upto, tr_err *e) {
+    if (!(d->log = stmt(d->c, S_READ_CHANGES, e)) || !(d->drops = stmt(d->c, S_READ_DROPS, e)))
+        return -1;
+    sqlite3_bind_int64(d->log, 1, after);
+    sqlite3_bind_int64(d->log, 2, upto);
+    sqlite3_bind_int64(d->drops, 1, after);
+    sqlite3_bind_int64(d->drops, 2, upto);
+    d->rlog = sqlite3_step(d->log);
+    d->rdrops = sqlite3_step(d->drops);
+    return 0;
+}
+
+/* The stream holding the next event (the log first on a tie), or NULL at the end. Both
+ * streams have ts in column 0. */
+static sqlite3_stmt *delta_next(delta_read *d) {
+    if (d->rlog != SQLITE_ROW) return d->rdrops == SQLITE_ROW ? d->drops : NULL;
+    if (d->rdrops != SQLITE_ROW) return d->log;
+    return sqlite3_column_int64(d->drops, 0) < sqlite3_column_int64(d->log, 0) ? d->drops
+                                                                             : d->log;
+}
+
+static void delta_step(delta_read *d, sqlite3_stmt *which) {
+    if (which == d->log) d->rlog = sqlite3_step(d->log);
+    else d->rdrops = sqlite3_step(d->drops);
+}
+
+static int delta_close(delta_read *d, int rc, tr_err *e) {
+    int r[2] = {d->rlog, d->rdrops};
+    for (int i = 0; i < 2; i++)
+        if (rc == 0 && r[i] != SQLITE_ROW && r[i] != SQLITE_DONE) rc = sq_error(d->c->db, r[i], e);
+    sqlite3_reset(d->log);
+    sqlite3_reset(d->drops);
+    return rc;
+}
+
+/* How many values an event yields for this request. */
+static int delta_count(delta_read *d, sqlite3_stmt *ev, int64_t *n, tr_err *e) {
+    if (ev == d->drops) {
+        *n = delta_wanted(d, (uint32_t)sqlite3_column_int64(ev, 2)) ? sqlite3_column_int64(ev, 3)
+                                                                    : 0;
+        return 0;
+    }
+    *n = 1;
+    if (!d->rq->table) return 0;
+    const tablet_name *t = delta_tablet(d, sqlite3_column_int64(ev, 1), e);
+    if (!t) return -1;
+    *n = delta_wanted(d, t->number);
+    return 0;
+}
+
+/* First pass, counting only: the last commit the page takes (*end) and whether commits
+ * are left after it. Whole commits only; the first one is taken whatever its size. */
+static int delta_plan(delta_read *d, int64_t last, int64_t *end, int *more, tr_err *e) {
+    int64_t after = d->rq->cursor, total = 0, cur_ts = 0, cur_n = 0, n;
+    int rc = 0, have = 0;
+    *end = after;
+    *more = 0;
+    if (delta_open(d, after, last, e) != 0) return -1;
+    sqlite3_stmt *ev;
+    while ((ev = delta_next(d))) {
+        int64_t ts = sqlite3_column_int64(ev, 0);
+        if (have && ts != cur_ts) {
+            if (total > 0 && total + cur_n > (int64_t)d->rq->limit) break;
+            total += cur_n;
+            *end = cur_ts;
+            cur_n = 0;
+            if (total >= (int64_t)d->rq->limit) break;
+        }
+        if ((rc = delta_count(d, ev, &n, e)) != 0) break;
+        cur_ts = ts;
+        have = 1;
+        cur_n += n;
+        delta_step(d, ev);
+    }
+    if (rc == 0 && ev) *more = 1;
+    else if (rc == 0 && have && total > 0 && total + cur_n > (int64_t)d->rq->limit) *more = 1;
+    else if (rc == 0) *end = after > last ? after : last;
+    return delta_close(d, rc, e);
+}
+
+static int delta_value(delta_read *d, const tablet_name *t, const uint8_t *id, int64_t ts,
+                       sqlite3_stmt *doc, tr_err *e) {
+    char idtext[DOCID_TEXT_MAX + 1];
+    docid_encode(t->number, id, idtext);
+    store_value v = {.table = t->name, .id = idtext, .ts = ts, .deleted = doc == NULL};
+    if (doc) {
+        v.creation_time = sqlite3_column_double(doc, 1);
+        v.fields = (const char *)sqlite3_column_text(doc, 2);
+        v.fields_len = (size_t)sqlite3_column_bytes(doc, 2);
+    }
+    return d->fn(d->ctx, &v, e);
+}
+
+/* A change-log row: a deletion, or the document if this is still its latest version
+ * (otherwise a later row of the log reports it). */
+static int delta_change(delta_read *d, sqlite3_stmt *ev, tr_err *e) {
+    const tablet_name *t = delta_tablet(d, sqlite3_column_int64(ev, 1), e);
+    if (!t) return -1;
+    if (!delta_wanted(d, t->number)) return 0;
+    int64_t ts = sqlite3_column_int64(ev, 0);
+    uint8_t id[DOCID_INTERNAL_LEN];
+    blob16(ev, 2, id);
+    if (sqlite3_column_int(ev, 3)) return delta_value(d, t, id, ts, NULL, e);
+    sqlite3_stmt *doc = stmt(d->c, S_READ_DOC, e);
+    if (!doc) return -1;
+    sqlite3_bind_int64(doc, 1, t->tablet);
+    sqlite3_bind_blob(doc, 2, id, sizeof id, SQLITE_TRANSIENT);
+    int found, rc = read_row(d->c, doc, &found, e);
+    if (rc != 0 || !found) return rc;
+    if (sqlite3_column_int64(doc, 0) == ts) rc = delta_value(d, t, id, ts, doc, e);
+    sqlite3_reset(doc);
+    return rc;
+}
+
+/* A generation emptied by clear_tables: each of its documents, deleted at the clear. */
+static int delta_drop(delta_read *d, sqlite3_stmt *ev, tr_err *e) {
+    if (!delta_wanted(d, (uint32_t)sqlite3_column_int64(ev, 2))) return 0;
+    int64_t ts = sqlite3_column_int64(ev, 0);
+    const tablet_name *t = delta_tablet(d, sqlite3_column_int64(ev, 1), e);
+    sqlite3_stmt *ids = stmt(d->c, S_READ_TABLET_IDS, e);
+    if (!t || !ids) return -1;
+    sqlite3_bind_int64(ids, 1, t->tablet);
+    int rc, r;
+    uint8_t id[DOCID_INTERNAL_LEN];
+    for (rc = 0; rc == 0 && (r = sqlite3_step(ids)) == SQLITE_ROW;) {
+        blob16(ids, 0, id);
+        rc = delta_value(d, t, id, ts, NULL, e);
+    }
+    if (rc == 0 && r != SQLITE_DONE) rc = sq_error(d->c->db, r, e);
+    sqlite3_reset(ids);
+    return rc;
+}
+
+/* Second pass: every value of the commits in (cursor, end]. */
+static int delta_emit(delta_read *d, int64_t end, tr_err *e) {
+    if (delta_open(d, d->rq->cursor, end, e) != 0) return -1;
+    int rc = 0;
+    sqlite3_stmt *ev;
+    while (rc == 0 && (ev = delta_next(d))) {
+        rc = ev == d->log ? delta_change(d, ev, e) : delta_drop(d, ev, e);
+        delta_step(d, ev);
+    }
+    return delta_close(d, rc, e);
+}
+
+typedef struct delta_call {
+    const store_deltas_req *rq;
+    store_value_fn fn;
+    void *ctx;
+    store_deltas_page *out;
+} delta_call;
+
+static int delta_read_page(sq_store *s, sq_conn *c, void *arg, tr_err *e) {
+    delta_call *call = arg;
+    int64_t last, end;
+    int found = 0, more;
+    if (meta_read(c, "last_ts", &last, e) != 0) return -1;
+    if (too_old(s, call->rq->cursor, last))
+        return err_set(e, 400, "InvalidWindowToReadDocuments",
+                       "Cursor %lld is older than the retention window of %lld seconds; the "
+                       "changes after it may be gone. Run a full re-sync (list_snapshot).",
+                       (long long)call->rq->cursor, (long long)(s->retention_ns / 1000000000));
+    delta_read d = {.c = c, .rq = call->rq, .fn = call->fn, .ctx = call->ctx};
+    int rc = call->rq->table ? table_number(c, call->rq->table, &d.only, &found, e) : 0;
+    if (rc == 0) rc = delta_plan(&d, last, &end, &more, e);
+    if (rc == 0) rc = delta_emit(&d, end, e);
+    free(d.tabs);
+    if (rc != 0) return -1;
+    call->out->cursor = end;
+    call->out->has_more = more;
+    return 0;
+}
+
+static int sq_document_deltas(store *st, const store_deltas_req *rq, store_value_fn fn,
+                              void *ctx, store_deltas_page *out, tr_err *e) {
+    store_deltas_req r = *rq;
+    if (r.limit == 0) r.limit = 1;
+    delta_call call = {&r, fn, ctx, out};
+    return read_tx((sq_store *)st, delta_read_page, &call, e);
+}
+
+/* ---- json_schemas ---- */
+
+typedef struct shapes_call {
+    store_shape_fn fn;
+    void *ctx;
+} shapes_call;
+
+static int shapes_read(sq_store *s, sq_conn *c, void *arg, tr_err *e) {
+    (void)s;
+    shapes_call *call = arg;
+    sqlite3_stmt *st = stmt(c, S_READ_SHAPES, e);
+    if (!st) return -1;
+    int rc = 0, r;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        shape *sh = NULL;
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+            rc = shape_read((const char *)sqlite3_column_text(st, 1),
+                            (size_t)sqlite3_column_bytes(st, 1), &sh, e);
+        if (rc == 0) rc = call->fn(call->ctx, (const char *)sqlite3_column_text(st, 0), sh, e);
+        shape_free(sh);
+    }
+    if (rc == 0 && r != SQLITE_DONE) rc = sq_error(c->db, r, e);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e) {
+    shapes_call call = {fn, ctx};
+    return read_tx((sq_store *)st, shapes_read, &call, e);
+}
+
 /* ---- open / close ---- */
 
 static const char sq_writer_pragmas[] =
@@ -1144,6 +1852,15 @@ static int wal_on(sqlite3 *db, tr_err *e) {
     return wal ? 0 : -1;
 }
 
+/* A new database starts its timestamps at the clock rather than at 0, so even the first
+ * export snapshot of an empty database is a real, non-zero timestamp (clients treat 0 as
+ * "no cursor"). */
+static int first_ts(sq_store *s, tr_err *e) {
+    if (s->last_ts != 0) return 0;
+    s->last_ts = clock_ns(CLOCK_REALTIME);
+    return meta_set(s, "last_ts", s->last_ts, e);
+}
+
 static int writer_open(sq_store *s, tr_err *e) {
     if (conn_open(&s->w, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_writer_pragmas,
                   e) != 0 ||
@@ -1154,7 +1871,8 @@ static int writer_open(sq_store *s, tr_err *e) {
     int rc = sqlite3_exec(s->w.db, sq_schema, NULL, NULL, NULL);
     if (rc != SQLITE_OK) sq_error(s->w.db, rc, e);
     if (rc != SQLITE_OK || schema_check(s->w.db, e) != 0 ||
-        meta_get(s, "last_ts", &s->last_ts, e) != 0 || run(&s->w, S_COMMIT, e) != 0) {
+        meta_get(s, "last_ts", &s->last_ts, e) != 0 || first_ts(s, e) != 0 ||
+        run(&s->w, S_COMMIT, e) != 0) {
         run(&s->w, S_ROLLBACK, &ignored);
         return -1;
     }
@@ -1203,6 +1921,9 @@ static void sq_close(store *st) {
     arena_free(s->doc_arena);
     buf_free(&s->key);
     free(s->matches);
+    shapes_drop(s);
+    free(s->shapes);
+    buf_free(&s->shape_text);
     free(s->path);
     free(s);
 }
@@ -1258,4 +1979,7 @@ static const store_ops sq_ops = {
     .add_indexes = sq_add_indexes,
     .indexes_ready = sq_indexes_ready,
     .export_table = sq_export_table,
+    .list_snapshot = sq_list_snapshot,
+    .document_deltas = sq_document_deltas,
+    .table_shapes = sq_table_shapes,
 };

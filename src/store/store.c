@@ -6,6 +6,8 @@
  */
 #include "store/store_impl.h"
 
+#include <string.h>
+
 #define STORE_DEFAULT_RETENTION_NS (5LL * 24 * 3600 * 1000000000LL)
 
 int store_open(const store_config *c, store **out, tr_err *e) {
@@ -44,4 +46,20 @@ int store_indexes_ready(store *s, const char *const *tables, size_t n, int *read
 
 int store_export_table(store *s, const char *table, store_doc_fn fn, void *ctx, tr_err *e) {
     return s->ops->export_table(s, table, fn, ctx, e);
+}
+
+int store_list_snapshot(store *s, const store_snapshot_req *rq, store_value_fn fn, void *ctx,
+                        store_snapshot_page *out, tr_err *e) {
+    memset(out, 0, sizeof *out);
+    return s->ops->list_snapshot(s, rq, fn, ctx, out, e);
+}
+
+int store_document_deltas(store *s, const store_deltas_req *rq, store_value_fn fn, void *ctx,
+                          store_deltas_page *out, tr_err *e) {
+    memset(out, 0, sizeof *out);
+    return s->ops->document_deltas(s, rq, fn, ctx, out, e);
+}
+
+int store_table_shapes(store *s, store_shape_fn fn, void *ctx, tr_err *e) {
+    return s->ops->table_shapes(s, fn, ctx, e);
 }

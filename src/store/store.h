@@ -23,6 +23,7 @@
 
 #include "model/names.h"
 #include "model/pkey.h"
+#include "store/shape.h"
 #include "util/err.h"
 
 typedef struct store store;
@@ -118,5 +119,89 @@ typedef int (*store_doc_fn)(void *ctx, const char *json, size_t len);
 
 /* Every current document of a table, in _id order. Unknown table → 404 TableNotFound. */
 int store_export_table(store *s, const char *table, store_doc_fn fn, void *ctx, tr_err *e);
+
+/* ---- streaming export (SPEC §4) ----
+ *
+ * Each call below is one read transaction on its own connection, so it sees one commit
+ * and never waits for the writer. Timestamps are commit timestamps (int64 ns). A
+ * timestamp T is within retention when T >= (max(clock, latest commit) - retention), or
+ * when nothing was committed after T (nothing of what T needs can have been reclaimed). */
+
+/* One exported value; its pointers are valid during the callback only. */
+typedef struct store_value {
+    const char *table;    /* table name */
+    const char *id;       /* document ID text (_id) */
+    int64_t ts;           /* _ts: the commit that wrote this version, or deleted it */
+    int deleted;          /* document_deltas: a deletion (no fields, no creation time) */
+    double creation_time; /* _creationTime */
+    const char *fields;   /* the stored fields: a Convex JSON object text */
+    size_t fields_len;
+} store_value;
+
+/* Called once per value, in order. Return 0, or -1 with *e filled to stop the call. */
+typedef int (*store_value_fn)(void *ctx, const store_value *v, tr_err *e);
+
+/* Where a snapshot walk goes on: after document `id` of table `table_number`, reading
+ * the database as of commit `snapshot`. Opaque to clients (the API layer encodes it). */
+typedef struct store_snapshot_pos {
+    int64_t snapshot;
+    uint32_t table_number;
+    uint8_t id[16];
+} store_snapshot_pos;
+
+typedef struct store_snapshot_req {
+    const char *table;                /* one table (name already rewritten), or NULL: all */
+    int has_snapshot;                 /* else: the latest commit (or the cursor's) */
+    int64_t snapshot;
+    const store_snapshot_pos *cursor; /* NULL: from the start */
+    size_t limit;                     /* most documents per page, at least 1 */
+    size_t max_bytes;                 /* the page ends after the document whose stored
+                                         fields bring the page to this many bytes */
+} store_snapshot_req;
+
+typedef struct store_snapshot_page {
+    int64_t snapshot;          /* the commit every page of this walk shows */
+    int has_more;
+    store_snapshot_pos next;   /* when has_more: pass it back as the cursor */
+} store_snapshot_page;
+
+/* One page of the documents as they were at the snapshot: tables in table-number order
+ * (a page may span several), documents in _id order, each with `ts` = the commit that
+ * wrote the version visible at the snapshot. A table that did not exist at the snapshot,
+ * or does not exist at all, has no documents. Errors (400):
+ *   snapshot after the latest commit       → SnapshotTooNew
+ *   snapshot outside retention             → SnapshotTooOld
+ *   cursor of another snapshot or table, or of an unknown table → InvalidListSnapshotCursor */
+int store_list_snapshot(store *s, const store_snapshot_req *rq, store_value_fn fn, void *ctx,
+                        store_snapshot_page *out, tr_err *e);
+
+typedef struct store_deltas_req {
+    const char *table; /* one table (name already rewritten), or NULL: all */
+    int64_t cursor;    /* exclusive: changes committed after this timestamp */
+    size_t limit;      /* values per page; a commit is never split, so one commit with more
+                          changes than this makes a longer page */
+} store_deltas_req;
+
+typedef struct store_deltas_page {
+    int64_t cursor; /* the last commit included; when the log is exhausted, the latest
+                       commit (or the request's cursor if that is later) */
+    int has_more;
+} store_deltas_page;
+
+/* One page of the change log after rq->cursor, in commit order (ids in order within a
+ * commit). A written document comes with its fields; a deleted one (a CDC deletion, a
+ * duplicate collapsed, or every document of a generation emptied by clear_tables, at the
+ * clear's commit) as `deleted`. A document changed again by a later commit is reported
+ * once, at its latest change: readers that apply the values in order end with the
+ * current documents. Errors: cursor outside retention → 400 InvalidWindowToReadDocuments. */
+int store_document_deltas(store *s, const store_deltas_req *rq, store_value_fn fn, void *ctx,
+                          store_deltas_page *out, tr_err *e);
+
+/* Called once per table, in name order, with its inferred shape (NULL: no document was
+ * ever written to its current generation). The shape is valid during the call only. */
+typedef int (*store_shape_fn)(void *ctx, const char *table, const shape *sh, tr_err *e);
+
+/* The shape of every table's current generation (see shape.h). */
+int store_table_shapes(store *s, store_shape_fn fn, void *ctx, tr_err *e);
 
 #endif

@@ -19,6 +19,11 @@ typedef struct store_ops {
     int (*add_indexes)(store *s, const store_index_req *reqs, size_t n, tr_err *e);
     int (*indexes_ready)(store *s, const char *const *tables, size_t n, int *ready, tr_err *e);
     int (*export_table)(store *s, const char *table, store_doc_fn fn, void *ctx, tr_err *e);
+    int (*list_snapshot)(store *s, const store_snapshot_req *rq, store_value_fn fn, void *ctx,
+                         store_snapshot_page *out, tr_err *e);
+    int (*document_deltas)(store *s, const store_deltas_req *rq, store_value_fn fn, void *ctx,
+                           store_deltas_page *out, tr_err *e);
+    int (*table_shapes)(store *s, store_shape_fn fn, void *ctx, tr_err *e);
 } store_ops;
 
 /* Every engine's handle starts with this, so a store * can be cast to the engine's type. */
