@@ -8,12 +8,9 @@
  * `convex_json` that text is already the wire encoding and is spliced into the value as
  * it is; for the clean `json` format it is parsed once and written again with
  * json_emit_clean.
- *
- * The list_snapshot cursor is opaque to clients: base64url (no padding) of a version
- * byte, the snapshot, the table number and the last document's internal id. Carrying the
- * snapshot lets a call with a cursor alone continue the same snapshot, and lets a cursor
- * sent with another snapshot be refused instead of silently mixing two views.
+ * The list_snapshot cursor is export_cursor.h's.
  */
+#include "api/export_cursor.h"
 #include "api/small.h"
 #include "json/emit.h"
 #include "json/reader.h"
@@ -34,8 +31,6 @@
 #define EX_DELTAS_PAGE 1000                 /* document_deltas values per page (whole
                                                commits; a bigger commit is one page) */
 #define EX_MAX_DEPTH 64                     /* stored documents nest at most 16 deep */
-#define EX_CURSOR_VERSION 1
-#define EX_CURSOR_BYTES (1 + 8 + 4 + 16)
 
 /* ---- parameters ---- */
 
@@ -234,38 +229,6 @@ static int ex_value(void *ctx, const store_value *v, tr_err *e) {
     return 0;
 }
 
-/* ---- list_snapshot cursors ---- */
-
-static void ex_cursor_encode(const store_snapshot_pos *pos, buf *out) {
-    unsigned char raw[EX_CURSOR_BYTES];
-    raw[0] = EX_CURSOR_VERSION;
-    for (int i = 0; i < 8; i++) raw[1 + i] = (unsigned char)((uint64_t)pos->snapshot >> (56 - 8 * i));
-    for (int i = 0; i < 4; i++) raw[9 + i] = (unsigned char)(pos->table_number >> (24 - 8 * i));
-    memcpy(raw + 13, pos->id, sizeof pos->id);
-    char text[sodium_base64_ENCODED_LEN(EX_CURSOR_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-    sodium_bin2base64(text, sizeof text, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    json_emit_string(text, strlen(text), out);
-}
-
-static int ex_cursor_decode(const char *s, size_t n, store_snapshot_pos *pos, tr_err *e) {
-    unsigned char raw[EX_CURSOR_BYTES + 1];
-    size_t len = 0;
-    const char *end;
-    if (sodium_base642bin(raw, sizeof raw, s, n, NULL, &len, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        end != s + n || len != EX_CURSOR_BYTES || raw[0] != EX_CURSOR_VERSION)
-        return err_set(e, 400, "InvalidListSnapshotCursor",
-                       "cursor: not a list_snapshot cursor of this server");
-    uint64_t snap = 0;
-    uint32_t number = 0;
-    for (int i = 0; i < 8; i++) snap = snap << 8 | raw[1 + i];
-    for (int i = 0; i < 4; i++) number = number << 8 | raw[9 + i];
-    pos->snapshot = (int64_t)snap;
-    pos->table_number = number;
-    memcpy(pos->id, raw + 13, sizeof pos->id);
-    return 0;
-}
-
 /* ---- endpoints ---- */
 
 static int list_snapshot(const api_env *env, const api_request *rq, val *body, int post,
@@ -283,7 +246,7 @@ static int list_snapshot(const api_env *env, const api_request *rq, val *body, i
         ex_string(&src, "cursor", &ctext, &clen, e) != 0)
         return -1;
     if (ctext) {
-        if (ex_cursor_decode(ctext, clen, &cursor, e) != 0) return -1;
+        if (export_cursor_decode(ctext, clen, &cursor, e) != 0) return -1;
         req.cursor = &cursor;
     }
     ex_out o = {.out = &resp->body, .clean = clean, .a = arena_new()};
@@ -293,7 +256,7 @@ static int list_snapshot(const api_env *env, const api_request *rq, val *body, i
     arena_free(o.a);
     if (rc != 0) return -1;
     buf_printf(&resp->body, "],\"snapshot\":%" PRId64 ",\"cursor\":", page.snapshot);
-    if (page.has_more) ex_cursor_encode(&page.next, &resp->body);
+    if (page.has_more) export_cursor_encode(&page.next, &resp->body);
     else buf_puts(&resp->body, "null");
     buf_printf(&resp->body, ",\"hasMore\":%s}", page.has_more ? "true" : "false");
     return 0;
