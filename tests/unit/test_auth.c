@@ -11,20 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static int make_dir(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/tr_auth_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 static char *read_file(const char *path) {
     FILE *f = fopen(path, "r");
@@ -40,7 +26,7 @@ static void generated_key_is_printed_once_and_only_hash_is_kept(void **state) {
     tr_err e;
     auth *a;
     char *key;
-    assert_int_equal(auth_open(dir, NULL, &key, &a, &e), 0);
+    assert_int_equal(auth_open(unit_dir, NULL, &key, &a, &e), 0);
     assert_non_null(key);
     assert_true(strlen(key) > 40);
     assert_true(auth_check(a, key, strlen(key)));
@@ -48,7 +34,7 @@ static void generated_key_is_printed_once_and_only_hash_is_kept(void **state) {
     assert_false(auth_check(a, key, strlen(key) - 1));
 
     char path[128];
-    snprintf(path, sizeof path, "%s/admin_key", dir);
+    snprintf(path, sizeof path, "%s/admin_key", unit_dir);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
@@ -59,13 +45,13 @@ static void generated_key_is_printed_once_and_only_hash_is_kept(void **state) {
     /* a second start generates nothing and accepts the same key */
     auth *b;
     char *again;
-    assert_int_equal(auth_open(dir, NULL, &again, &b, &e), 0);
+    assert_int_equal(auth_open(unit_dir, NULL, &again, &b, &e), 0);
     assert_null(again);
     assert_true(auth_check(b, key, strlen(key)));
     auth_close(b);
 
     /* rotation: the running checker notices the new file at once */
-    char *fresh = auth_rotate(dir, &e);
+    char *fresh = auth_rotate(unit_dir, &e);
     assert_non_null(fresh);
     assert_string_not_equal(fresh, key);
     assert_true(auth_check(a, fresh, strlen(fresh)));
@@ -78,7 +64,7 @@ static void generated_key_is_printed_once_and_only_hash_is_kept(void **state) {
 static void given_key_wins_and_writes_nothing(void **state) {
     (void)state;
     char sub[128];
-    snprintf(sub, sizeof sub, "%s/given", dir);
+    snprintf(sub, sizeof sub, "%s/given", unit_dir);
     assert_int_equal(mkdir(sub, 0700), 0);
     tr_err e;
     auth *a;
@@ -96,7 +82,7 @@ static void given_key_wins_and_writes_nothing(void **state) {
 static void corrupt_key_file_is_an_error(void **state) {
     (void)state;
     char sub[128], path[160];
-    snprintf(sub, sizeof sub, "%s/corrupt", dir);
+    snprintf(sub, sizeof sub, "%s/corrupt", unit_dir);
     assert_int_equal(mkdir(sub, 0700), 0);
     snprintf(path, sizeof path, "%s/admin_key", sub);
     FILE *f = fopen(path, "w");
@@ -117,5 +103,5 @@ int main(void) {
         cmocka_unit_test(given_key_wins_and_writes_nothing),
         cmocka_unit_test(corrupt_key_file_is_an_error),
     };
-    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+    return cmocka_run_group_tests(tests, unit_make_dir, unit_remove_dir);
 }

@@ -17,23 +17,9 @@
 
 #include "util/buf.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/tr_export_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 static store *open_store(int64_t retention_ns) {
-    store_config c = {.data_dir = dir, .retention_ns = retention_ns};
+    store_config c = {.data_dir = unit_dir, .retention_ns = retention_ns};
     store *s = NULL;
     tr_err e;
     if (store_open(&c, &s, &e) != 0) fail_msg("store_open: %s", e.message);
@@ -538,7 +524,7 @@ static void shapes_follow_writes_clears_and_restarts(void **state) {
     store_close(s);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, make_dir, remove_dir)
+#define T(f) cmocka_unit_test_setup_teardown(f, unit_make_dir, unit_remove_dir)
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -26,23 +26,9 @@
 #include "util/arena.h"
 #include "util/buf.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/tr_store_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 static store *open_store(int readonly, int64_t retention_ns) {
-    store_config c = {.data_dir = dir, .readonly = readonly, .retention_ns = retention_ns};
+    store_config c = {.data_dir = unit_dir, .readonly = readonly, .retention_ns = retention_ns};
     store *s = NULL;
     tr_err e;
     int rc = store_open(&c, &s, &e);
@@ -218,7 +204,7 @@ static const char *str(const val *doc, const char *field) {
 
 static int64_t q_int(const char *sql) {
     char path[128];
-    snprintf(path, sizeof path, "%s/tributary.db", dir);
+    snprintf(path, sizeof path, "%s/tributary.db", unit_dir);
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
@@ -820,7 +806,7 @@ static void busy_database_is_503(void **state) {
     store *s = open_store(0, 0);
     append_many(s, "t", 0, 1);
     char path[128];
-    snprintf(path, sizeof path, "%s/tributary.db", dir);
+    snprintf(path, sizeof path, "%s/tributary.db", unit_dir);
     sqlite3 *other;
     assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
     sqlite3_busy_timeout(other, 5000); /* the store's background thread may be writing */
@@ -878,7 +864,7 @@ static void full_disk_fails_the_batch_and_recovers(void **state) {
     store_close(s);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, make_dir, remove_dir)
+#define T(f) cmocka_unit_test_setup_teardown(f, unit_make_dir, unit_remove_dir)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
