@@ -36,7 +36,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps run test unit e2e fuzz clean
+.PHONY: all deps run test unit fuzz clean bench
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/tributary
@@ -81,3 +81,11 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+
+# The benchmark (bench/README.md): not part of `make test`. `make bench BENCH=full` adds
+# the 5-million-document and 1-million-document backfill/clear scenarios; BENCH_ARGS
+# passes options to bench/run.py.
+bench: all
+	@$(MAKE) --no-print-directory -f bench/Makefile
+	BENCH_COMMAND="make bench$(if $(BENCH), BENCH=$(BENCH))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+	python3 bench/run.py --server $(BUILD)/tributary $(if $(filter full,$(BENCH)),--full) $(BENCH_ARGS)

@@ -1,0 +1,215 @@
+/*
+ * baseline_sqlite.c — the benchmark's reference point: the same records and batches as
+ * the load generator, written straight into SQLite, with no HTTP and no JSON parsing.
+ *
+ * It is the smallest program that gives the same guarantees as the server: WAL with
+ * synchronous=FULL (a commit is on disk), one transaction per batch, prepared statements,
+ * and a minimal schema — a documents table with a unique key index. In append mode the
+ * key is a 16-byte identifier per record (the server draws a document ID); in dedup mode
+ * it is the record's primary key and a batch upserts with ON CONFLICT DO UPDATE. The
+ * records are applied in the order they are sent, as the server receives them. The page
+ * cache and mmap sizes are the server's own (src/store/sqlite.c), so the comparison
+ * measures the server's work, not a different SQLite tuning.
+ *
+ * Every record's JSON text is generated before the clock starts (unless --lazy, for the
+ * untimed pre-load). Prints one JSON object like the load generator's (the latencies are
+ * those of each batch's transaction) plus the table's row count afterwards.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "records.h"
+
+typedef struct bl_config {
+    const char *db;
+    int dedup;
+    int lazy;
+    rec_spec spec;
+} bl_config;
+
+static const char bl_schema[] =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+    "PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;"
+    "CREATE TABLE IF NOT EXISTS documents("
+    "  id INTEGER PRIMARY KEY,"
+    "  key BLOB NOT NULL UNIQUE,"
+    "  value TEXT NOT NULL);";
+
+static const char bl_append_sql[] = "INSERT INTO documents(key, value) VALUES (?1, ?2)";
+static const char bl_upsert_sql[] = "INSERT INTO documents(key, value) VALUES (?1, ?2)"
+                                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+/* The records' texts, generated up front: text of record i is
+ * texts + off[i] .. texts + off[i + 1]. */
+typedef struct bl_records {
+    char *texts;
+    size_t *off;
+} bl_records;
+
+static void bl_generate(const rec_spec *s, bl_records *r) {
+    r->off = malloc((s->count + 1) * sizeof *r->off);
+    r->texts = malloc(s->count * REC_MAX + 1);
+    if (!r->off || !r->texts) {
+        perror("malloc");
+        exit(1);
+    }
+    size_t at = 0;
+    for (uint64_t i = 0; i < s->count; i++) {
+        r->off[i] = at;
+        at += rec_json(r->texts + at, s->seed, rec_j(s, i), s->version);
+    }
+    r->off[s->count] = at;
+}
+
+static void bl_check(sqlite3 *db, int rc, const char *what) {
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
+    fprintf(stderr, "baseline_sqlite: %s: %s\n", what, sqlite3_errmsg(db));
+    exit(1);
+}
+
+static void bl_exec(sqlite3 *db, const char *sql) {
+    bl_check(db, sqlite3_exec(db, sql, NULL, NULL, NULL), sql);
+}
+
+/* One record through the prepared statement; text is the record's JSON. */
+static void bl_write(const bl_config *c, sqlite3 *db, sqlite3_stmt *st, uint64_t j,
+                     const char *text, size_t len) {
+    unsigned char key[16];
+    size_t klen = 16;
+    if (c->dedup) {
+        rec_keybytes(j, key);
+        klen = 8;
+    } else {
+        rec_docid(c->spec.seed, j, key);
+    }
+    sqlite3_bind_blob(st, 1, key, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, text, (int)len, SQLITE_STATIC);
+    bl_check(db, sqlite3_step(st), "insert");
+    sqlite3_reset(st);
+}
+
+static int bl_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double bl_percentile(const double *v, uint64_t n, double p) {
+    if (n == 0) return 0;
+    uint64_t rank = (uint64_t)(p / 100.0 * (double)n + 0.999999);
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    return v[rank - 1];
+}
+
+static void bl_run(const bl_config *c) {
+    sqlite3 *db;
+    if (sqlite3_open(c->db, &db) != SQLITE_OK) {
+        fprintf(stderr, "baseline_sqlite: %s: %s\n", c->db, sqlite3_errmsg(db));
+        exit(1);
+    }
+    bl_exec(db, bl_schema);
+    sqlite3_stmt *st, *begin, *commit;
+    bl_check(db, sqlite3_prepare_v2(db, c->dedup ? bl_upsert_sql : bl_append_sql, -1, &st, 0),
+             "prepare");
+    bl_check(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, 0), "prepare");
+    bl_check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, 0), "prepare");
+
+    const rec_spec *s = &c->spec;
+    bl_records recs = {0};
+    char one[REC_MAX];
+    if (!c->lazy) bl_generate(s, &recs);
+    uint64_t nb = rec_nbatches(s);
+    double *lat = calloc(nb ? nb : 1, sizeof *lat);
+    if (!lat) abort();
+
+    double t0 = rec_now();
+    for (uint64_t b = 0; b < nb; b++) {
+        double tb = rec_now();
+        uint64_t lo, hi;
+        rec_batch_range(s, b, &lo, &hi);
+        bl_check(db, sqlite3_step(begin), "BEGIN");
+        sqlite3_reset(begin);
+        for (uint64_t i = lo; i < hi; i++) {
+            uint64_t j = rec_j(s, i);
+            if (c->lazy)
+                bl_write(c, db, st, j, one, rec_json(one, s->seed, j, s->version));
+            else
+                bl_write(c, db, st, j, recs.texts + recs.off[i], recs.off[i + 1] - recs.off[i]);
+        }
+        bl_check(db, sqlite3_step(commit), "COMMIT");
+        sqlite3_reset(commit);
+        lat[b] = rec_now() - tb;
+    }
+    double secs = rec_now() - t0;
+    sqlite3_stmt *count;
+    bl_check(db, sqlite3_prepare_v2(db, "SELECT count(*) FROM documents", -1, &count, 0),
+             "prepare");
+    bl_check(db, sqlite3_step(count), "count");
+    long long rows = sqlite3_column_int64(count, 0);
+    sqlite3_finalize(count);
+
+    qsort(lat, nb, sizeof *lat, bl_cmp_double);
+    printf("{\"requests\":%llu,\"records\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
+           "\"records_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+           "\"rows\":%lld}\n",
+           (unsigned long long)nb, (unsigned long long)s->count,
+           (unsigned long long)(recs.off ? recs.off[s->count] : 0), secs,
+           secs > 0 ? (double)s->count / secs : 0, 1e3 * bl_percentile(lat, nb, 50),
+           1e3 * bl_percentile(lat, nb, 99), 1e3 * (nb ? lat[nb - 1] : 0), rows);
+    sqlite3_finalize(st);
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    bl_check(db, sqlite3_close(db), "close");
+    free(lat);
+    free(recs.texts);
+    free(recs.off);
+}
+
+static void bl_usage(FILE *f) {
+    fprintf(f, "Usage: baseline_sqlite --db FILE [--mode append|dedup] [--lazy]\n"
+               "       [--seed --first --count --stride --version --batch]  (records.h)\n");
+}
+
+static int bl_parse(int argc, char **argv, bl_config *c) {
+    static const struct option opts[] = {
+        {"db", 1, 0, 0},    {"mode", 1, 0, 0},   {"lazy", 0, 0, 0},    {"seed", 1, 0, 0},
+        {"first", 1, 0, 0}, {"count", 1, 0, 0},  {"stride", 1, 0, 0},  {"version", 1, 0, 0},
+        {"batch", 1, 0, 0}, {"help", 0, 0, 0},   {0, 0, 0, 0}};
+    *c = (bl_config){0};
+    rec_spec_init(&c->spec);
+    int idx, o;
+    while ((o = getopt_long(argc, argv, "", opts, &idx)) == 0) {
+        const char *n = opts[idx].name, *v = optarg;
+        int shared = v ? rec_spec_option(&c->spec, n, v) : 0;
+        if (shared < 0) return -1;
+        if (shared) continue;
+        if (!strcmp(n, "help")) {
+            bl_usage(stdout);
+            exit(0);
+        } else if (!strcmp(n, "db")) c->db = v;
+        else if (!strcmp(n, "lazy")) c->lazy = 1;
+        else if (!strcmp(n, "mode")) {
+            if (strcmp(v, "append") && strcmp(v, "dedup")) {
+                fprintf(stderr, "--mode: append or dedup, not '%s'\n", v);
+                return -1;
+            }
+            c->dedup = !strcmp(v, "dedup");
+        }
+    }
+    if (o != -1 || optind < argc || !c->db) {
+        bl_usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    bl_config cfg;
+    if (bl_parse(argc, argv, &cfg) != 0) return 2;
+    bl_run(&cfg);
+    return 0;
+}
