@@ -55,29 +55,8 @@ typedef struct doc_names {
 
 /* ---- error messages ---- */
 
-static size_t doc_quote_len(const char *s, size_t n) {
-    if (n <= DOC_QUOTE_MAX) return n;
-    size_t cut = DOC_QUOTE_MAX;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80) cut--;
-    return cut;
-}
-
 static void doc_quote(const char *s, size_t n, buf *out) {
-    size_t q = doc_quote_len(s, n);
-    buf_putc(out, '"');
-    for (size_t i = 0; i < q; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            buf_putc(out, '\\');
-            buf_putc(out, (char)c);
-        } else if (c < 0x20 || c == 0x7f) {
-            buf_printf(out, "\\u%04x", c);
-        } else {
-            buf_putc(out, (char)c);
-        }
-    }
-    if (q < n) buf_puts(out, "...");
-    buf_putc(out, '"');
+    names_quote(s, n, DOC_QUOTE_MAX, out);
 }
 
 static int doc_plain_key(const char *s, size_t n) {
@@ -231,14 +210,15 @@ static int doc_rename(doc_ctx *c, doc_names *taken, val_field *f) {
         f->key_len = n;
         return 0;
     }
-    buf key = BUF_INIT;
+    buf key = BUF_INIT, other = BUF_INIT;
     doc_quote(f->key, f->key_len, &key);
-    int q = (int)doc_quote_len(s->p + 2 * DOC_PREFIX_LEN, s->len - 2 * DOC_PREFIX_LEN);
+    doc_quote(s->p + 2 * DOC_PREFIX_LEN, s->len - 2 * DOC_PREFIX_LEN, &other);
     doc_fail(c, "InvalidFieldName",
-             "field %s cannot be renamed: \"%.*s\" is taken, and so are the names with two "
+             "field %s cannot be renamed: %s is taken, and so are the names with two "
              "and three \"source_\" prefixes.",
-             key.p, q, s->p + 2 * DOC_PREFIX_LEN);
+             key.p, other.p);
     buf_free(&key);
+    buf_free(&other);
     return -1;
 }
 

@@ -228,3 +228,25 @@ int names_table_rewrite(const char *raw, size_t n, char out[NAMES_TABLE_MAX + 1]
     slug[len] = '\0';
     return 0;
 }
+
+void names_quote(const char *s, size_t n, size_t max, buf *out) {
+    size_t q = n;
+    if (q > max) {
+        q = max;
+        while (q > 0 && ((unsigned char)s[q] & 0xc0) == 0x80) q--;
+    }
+    buf_putc(out, '"');
+    for (size_t i = 0; i < q; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            buf_putc(out, '\\');
+            buf_putc(out, (char)c);
+        } else if (c < 0x20 || c == 0x7f) {
+            buf_printf(out, "\\u%04x", c);
+        } else {
+            buf_putc(out, (char)c);
+        }
+    }
+    if (q < n) buf_puts(out, "...");
+    buf_putc(out, '"');
+}

@@ -33,6 +33,11 @@ int names_field_kept(const char *s, size_t n);
 /* Appends "source_" + slug(raw) to out (the rewritten form of a field key). */
 void names_source_slug(const char *raw, size_t n, buf *out);
 
+/* Appends s as a quoted, escaped name for an error message ("a \"b\""): quotes and
+ * backslashes escaped, control bytes as \u00XX, cut at about `max` bytes (on a UTF-8
+ * boundary) with "..." when longer. */
+void names_quote(const char *s, size_t n, size_t max, buf *out);
+
 /* An identifier, as primary-key path components must be: ASCII letter or '_' first,
  * then letters, digits, '_'; at most 64 chars; not only underscores. */
 int names_identifier(const char *s, size_t n);

@@ -40,19 +40,7 @@
 /* ---- printing a declared key for messages ---- */
 
 static void pkey_show_string(const char *s, size_t n, buf *out) {
-    buf_putc(out, '"');
-    for (size_t i = 0; i < n && out->len < PKEY_SHOW_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            buf_putc(out, '\\');
-            buf_putc(out, (char)c);
-        } else if (c < 0x20 || c == 0x7f) {
-            buf_printf(out, "\\u%04x", c);
-        } else {
-            buf_putc(out, (char)c);
-        }
-    }
-    buf_putc(out, '"');
+    names_quote(s, n, out->len < PKEY_SHOW_MAX ? PKEY_SHOW_MAX - out->len : 0, out);
 }
 
 /* Compact JSON-like text of v, cut short with "..." when long. */
