@@ -12,21 +12,16 @@
  *
  * Prints the same JSON object as baseline_sqlite.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libpq-fe.h>
 
-#include "records.h"
+#include "common.h"
+#include "util/buf.h"
 
-typedef struct pg_config {
-    const char *url;
-    int dedup;
-    int lazy;
-    rec_spec spec;
-} pg_config;
+typedef bench_baseline_args pg_config; /* target: the libpq connection string (--url) */
 
 static const char pg_schema[] =
     "CREATE TABLE IF NOT EXISTS documents("
@@ -39,25 +34,8 @@ static const char pg_upsert[] =
     "INSERT INTO documents(key, value) SELECT key, value FROM stage"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-typedef struct pg_buf {
-    char *p;
-    size_t len, cap;
-} pg_buf;
-
-static void pg_reserve(pg_buf *b, size_t more) {
-    if (b->len + more <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 65536;
-    while (cap < b->len + more) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) {
-        perror("realloc");
-        exit(1);
-    }
-    b->cap = cap;
-}
-
 /* One COPY text-format line: \\x<hex key> TAB <escaped JSON> NL. */
-static void pg_row(const pg_config *c, pg_buf *b, uint64_t j) {
+static void pg_row(const pg_config *c, buf *b, uint64_t j) {
     unsigned char key[16];
     size_t klen = 16;
     if (c->dedup) {
@@ -68,7 +46,7 @@ static void pg_row(const pg_config *c, pg_buf *b, uint64_t j) {
     }
     char text[REC_MAX];
     size_t n = rec_json(text, c->spec.seed, j, c->spec.version);
-    pg_reserve(b, 4 + 2 * klen + 2 * n + 2);
+    buf_reserve(b, 4 + 2 * klen + 2 * n + 2);
     static const char hex[] = "0123456789abcdef";
     memcpy(b->p + b->len, "\\\\x", 3);
     b->len += 3;
@@ -88,7 +66,7 @@ static void pg_row(const pg_config *c, pg_buf *b, uint64_t j) {
     b->p[b->len++] = '\n';
 }
 
-static void pg_build(const pg_config *c, uint64_t batch, pg_buf *b) {
+static void pg_build(const pg_config *c, uint64_t batch, buf *b) {
     uint64_t lo, hi;
     rec_batch_range(&c->spec, batch, &lo, &hi);
     b->len = 0;
@@ -106,7 +84,7 @@ static void pg_exec(PGconn *db, const char *sql, ExecStatusType want) {
     PQclear(r);
 }
 
-static void pg_copy(PGconn *db, const char *sql, const pg_buf *b) {
+static void pg_copy(PGconn *db, const char *sql, const buf *b) {
     PGresult *r = PQexec(db, sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) pg_fail(db, sql);
     PQclear(r);
@@ -118,7 +96,7 @@ static void pg_copy(PGconn *db, const char *sql, const pg_buf *b) {
     while ((r = PQgetResult(db)) != NULL) PQclear(r);
 }
 
-static void pg_batch(const pg_config *c, PGconn *db, const pg_buf *b) {
+static void pg_batch(const pg_config *c, PGconn *db, const buf *b) {
     pg_exec(db, "BEGIN", PGRES_COMMAND_OK);
     if (c->dedup) {
         pg_copy(db, "COPY stage(key, value) FROM STDIN", b);
@@ -127,19 +105,6 @@ static void pg_batch(const pg_config *c, PGconn *db, const pg_buf *b) {
         pg_copy(db, "COPY documents(key, value) FROM STDIN", b);
     }
     pg_exec(db, "COMMIT", PGRES_COMMAND_OK);
-}
-
-static int pg_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pg_percentile(const double *v, uint64_t n, double p) {
-    if (n == 0) return 0;
-    uint64_t rank = (uint64_t)(p / 100.0 * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return v[rank - 1];
 }
 
 static long long pg_count(PGconn *db) {
@@ -151,12 +116,12 @@ static long long pg_count(PGconn *db) {
 }
 
 static void pg_run(const pg_config *c) {
-    PGconn *db = PQconnectdb(c->url);
+    PGconn *db = PQconnectdb(c->target);
     if (PQstatus(db) != CONNECTION_OK) pg_fail(db, "connect");
     pg_exec(db, pg_schema, PGRES_COMMAND_OK);
     const rec_spec *s = &c->spec;
     uint64_t nb = rec_nbatches(s);
-    pg_buf *bufs = calloc(nb ? nb : 1, sizeof *bufs), lazy = {0};
+    buf *bufs = calloc(nb ? nb : 1, sizeof *bufs), lazy = {0};
     double *lat = calloc(nb ? nb : 1, sizeof *lat);
     if (!bufs || !lat) abort();
     uint64_t bytes = 0;
@@ -175,13 +140,9 @@ static void pg_run(const pg_config *c) {
     double secs = rec_now() - t0;
     long long rows = pg_count(db);
 
-    qsort(lat, nb, sizeof *lat, pg_cmp_double);
-    printf("{\"requests\":%llu,\"records\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
-           "\"records_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-           "\"rows\":%lld}\n",
-           (unsigned long long)nb, (unsigned long long)s->count, (unsigned long long)bytes,
-           secs, secs > 0 ? (double)s->count / secs : 0, 1e3 * pg_percentile(lat, nb, 50),
-           1e3 * pg_percentile(lat, nb, 99), 1e3 * (nb ? lat[nb - 1] : 0), rows);
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"rows\":%lld", rows);
+    bench_report(lat, nb, s->count, bytes, secs, extra);
     PQfinish(db);
     for (uint64_t b = 0; b < nb; b++) free(bufs[b].p);
     free(bufs);
@@ -189,47 +150,9 @@ static void pg_run(const pg_config *c) {
     free(lat);
 }
 
-static void pg_usage(FILE *f) {
-    fprintf(f, "Usage: baseline_pg --url CONNINFO [--mode append|dedup] [--lazy]\n"
-               "       [--seed --first --count --stride --version --batch]  (records.h)\n");
-}
-
-static int pg_parse(int argc, char **argv, pg_config *c) {
-    static const struct option opts[] = {
-        {"url", 1, 0, 0},   {"mode", 1, 0, 0},  {"lazy", 0, 0, 0},   {"seed", 1, 0, 0},
-        {"first", 1, 0, 0}, {"count", 1, 0, 0}, {"stride", 1, 0, 0}, {"version", 1, 0, 0},
-        {"batch", 1, 0, 0}, {"help", 0, 0, 0},  {0, 0, 0, 0}};
-    *c = (pg_config){0};
-    rec_spec_init(&c->spec);
-    int idx, o;
-    while ((o = getopt_long(argc, argv, "", opts, &idx)) == 0) {
-        const char *n = opts[idx].name, *v = optarg;
-        int shared = v ? rec_spec_option(&c->spec, n, v) : 0;
-        if (shared < 0) return -1;
-        if (shared) continue;
-        if (!strcmp(n, "help")) {
-            pg_usage(stdout);
-            exit(0);
-        } else if (!strcmp(n, "url")) c->url = v;
-        else if (!strcmp(n, "lazy")) c->lazy = 1;
-        else if (!strcmp(n, "mode")) {
-            if (strcmp(v, "append") && strcmp(v, "dedup")) {
-                fprintf(stderr, "--mode: append or dedup, not '%s'\n", v);
-                return -1;
-            }
-            c->dedup = !strcmp(v, "dedup");
-        }
-    }
-    if (o != -1 || optind < argc || !c->url) {
-        pg_usage(stderr);
-        return -1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
     pg_config cfg;
-    if (pg_parse(argc, argv, &cfg) != 0) return 2;
+    if (bench_baseline_parse(argc, argv, "baseline_pg", "url", &cfg) != 0) return 2;
     pg_run(&cfg);
     return 0;
 }

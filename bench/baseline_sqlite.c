@@ -15,21 +15,15 @@
  * untimed pre-load). Prints one JSON object like the load generator's (the latencies are
  * those of each batch's transaction) plus the table's row count afterwards.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
-#include "records.h"
+#include "common.h"
 
-typedef struct bl_config {
-    const char *db;
-    int dedup;
-    int lazy;
-    rec_spec spec;
-} bl_config;
+typedef bench_baseline_args bl_config; /* target: the database file (--db) */
 
 static const char bl_schema[] =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
@@ -92,23 +86,10 @@ static void bl_write(const bl_config *c, sqlite3 *db, sqlite3_stmt *st, uint64_t
     sqlite3_reset(st);
 }
 
-static int bl_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double bl_percentile(const double *v, uint64_t n, double p) {
-    if (n == 0) return 0;
-    uint64_t rank = (uint64_t)(p / 100.0 * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return v[rank - 1];
-}
-
 static void bl_run(const bl_config *c) {
     sqlite3 *db;
-    if (sqlite3_open(c->db, &db) != SQLITE_OK) {
-        fprintf(stderr, "baseline_sqlite: %s: %s\n", c->db, sqlite3_errmsg(db));
+    if (sqlite3_open(c->target, &db) != SQLITE_OK) {
+        fprintf(stderr, "baseline_sqlite: %s: %s\n", c->target, sqlite3_errmsg(db));
         exit(1);
     }
     bl_exec(db, bl_schema);
@@ -152,14 +133,9 @@ static void bl_run(const bl_config *c) {
     long long rows = sqlite3_column_int64(count, 0);
     sqlite3_finalize(count);
 
-    qsort(lat, nb, sizeof *lat, bl_cmp_double);
-    printf("{\"requests\":%llu,\"records\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
-           "\"records_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-           "\"rows\":%lld}\n",
-           (unsigned long long)nb, (unsigned long long)s->count,
-           (unsigned long long)(recs.off ? recs.off[s->count] : 0), secs,
-           secs > 0 ? (double)s->count / secs : 0, 1e3 * bl_percentile(lat, nb, 50),
-           1e3 * bl_percentile(lat, nb, 99), 1e3 * (nb ? lat[nb - 1] : 0), rows);
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"rows\":%lld", rows);
+    bench_report(lat, nb, s->count, recs.off ? recs.off[s->count] : 0, secs, extra);
     sqlite3_finalize(st);
     sqlite3_finalize(begin);
     sqlite3_finalize(commit);
@@ -169,47 +145,9 @@ static void bl_run(const bl_config *c) {
     free(recs.off);
 }
 
-static void bl_usage(FILE *f) {
-    fprintf(f, "Usage: baseline_sqlite --db FILE [--mode append|dedup] [--lazy]\n"
-               "       [--seed --first --count --stride --version --batch]  (records.h)\n");
-}
-
-static int bl_parse(int argc, char **argv, bl_config *c) {
-    static const struct option opts[] = {
-        {"db", 1, 0, 0},    {"mode", 1, 0, 0},   {"lazy", 0, 0, 0},    {"seed", 1, 0, 0},
-        {"first", 1, 0, 0}, {"count", 1, 0, 0},  {"stride", 1, 0, 0},  {"version", 1, 0, 0},
-        {"batch", 1, 0, 0}, {"help", 0, 0, 0},   {0, 0, 0, 0}};
-    *c = (bl_config){0};
-    rec_spec_init(&c->spec);
-    int idx, o;
-    while ((o = getopt_long(argc, argv, "", opts, &idx)) == 0) {
-        const char *n = opts[idx].name, *v = optarg;
-        int shared = v ? rec_spec_option(&c->spec, n, v) : 0;
-        if (shared < 0) return -1;
-        if (shared) continue;
-        if (!strcmp(n, "help")) {
-            bl_usage(stdout);
-            exit(0);
-        } else if (!strcmp(n, "db")) c->db = v;
-        else if (!strcmp(n, "lazy")) c->lazy = 1;
-        else if (!strcmp(n, "mode")) {
-            if (strcmp(v, "append") && strcmp(v, "dedup")) {
-                fprintf(stderr, "--mode: append or dedup, not '%s'\n", v);
-                return -1;
-            }
-            c->dedup = !strcmp(v, "dedup");
-        }
-    }
-    if (o != -1 || optind < argc || !c->db) {
-        bl_usage(stderr);
-        return -1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
     bl_config cfg;
-    if (bl_parse(argc, argv, &cfg) != 0) return 2;
+    if (bench_baseline_parse(argc, argv, "baseline_sqlite", "db", &cfg) != 0) return 2;
     bl_run(&cfg);
     return 0;
 }

@@ -30,7 +30,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "records.h"
+#include "common.h"
+#include "util/buf.h"
 
 #define LG_PATH "/api/streaming_import/import_airbyte_records"
 #define LG_REPLY_MAX (1 << 20)
@@ -68,58 +69,33 @@ typedef struct lg_run {
 
 /* ---- building requests ---- */
 
-typedef struct lg_buf {
-    char *p;
-    size_t len, cap;
-} lg_buf;
-
-static void lg_reserve(lg_buf *b, size_t more) {
-    if (b->len + more <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) {
-        perror("realloc");
-        exit(1);
-    }
-    b->cap = cap;
-}
-
-static void lg_put(lg_buf *b, const char *s, size_t n) {
-    lg_reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void lg_puts(lg_buf *b, const char *s) { lg_put(b, s, strlen(s)); }
-
 /* The HTTP header is written last, in front of the body, once its length is known;
  * LG_HEAD_ROOM bytes are kept free at the start for it. */
 #define LG_HEAD_ROOM 512
 
-static void lg_body_open(const lg_config *c, lg_buf *b) {
+static void lg_body_open(const lg_config *c, buf *b) {
     b->len = LG_HEAD_ROOM;
-    lg_reserve(b, 0);
-    lg_puts(b, "{\"tables\":{\"");
-    lg_puts(b, c->table);
-    lg_puts(b, c->dedup ? "\":{\"primaryKey\":[[\"id\"]],\"jsonSchema\":null}},\"messages\":["
+    buf_reserve(b, 0);
+    buf_puts(b, "{\"tables\":{\"");
+    buf_puts(b, c->table);
+    buf_puts(b, c->dedup ? "\":{\"primaryKey\":[[\"id\"]],\"jsonSchema\":null}},\"messages\":["
                         : "\":{\"primaryKey\":null,\"jsonSchema\":null}},\"messages\":[");
 }
 
-static void lg_body_add(const lg_config *c, lg_buf *b, uint64_t j, int first) {
-    lg_reserve(b, REC_MAX + 64 + strlen(c->table));
+static void lg_body_add(const lg_config *c, buf *b, uint64_t j, int first) {
+    buf_reserve(b, REC_MAX + 64 + strlen(c->table));
     if (!first) b->p[b->len++] = ',';
-    lg_puts(b, "{\"tableName\":\"");
-    lg_puts(b, c->table);
-    lg_puts(b, "\",\"data\":");
+    buf_puts(b, "{\"tableName\":\"");
+    buf_puts(b, c->table);
+    buf_puts(b, "\",\"data\":");
     b->len += rec_json(b->p + b->len, c->spec.seed, j, c->spec.version);
     b->p[b->len++] = '}';
 }
 
 /* Closes the body and writes the header in front of it; the request is then
  * r->data[0 .. r->len). */
-static void lg_body_close(const lg_config *c, lg_buf *b, lg_request *r) {
-    lg_puts(b, "]}");
+static void lg_body_close(const lg_config *c, buf *b, lg_request *r) {
+    buf_puts(b, "]}");
     char head[LG_HEAD_ROOM];
     size_t body = b->len - LG_HEAD_ROOM;
     int n = snprintf(head, sizeof head,
@@ -138,7 +114,7 @@ static void lg_body_close(const lg_config *c, lg_buf *b, lg_request *r) {
 }
 
 /* Builds request `index` of the workload into b (reused across calls with --lazy). */
-static void lg_build(const lg_config *c, uint64_t index, lg_buf *b, lg_request *r) {
+static void lg_build(const lg_config *c, uint64_t index, buf *b, lg_request *r) {
     uint64_t lo, hi;
     rec_batch_range(&c->spec, index, &lo, &hi);
     lg_body_open(c, b);
@@ -149,7 +125,7 @@ static void lg_build(const lg_config *c, uint64_t index, lg_buf *b, lg_request *
 
 /* --fill: one request with as many records as fit in c->fill bytes of body. */
 static void lg_build_fill(lg_config *c, lg_request *r) {
-    lg_buf b = {0};
+    buf b = {0};
     lg_body_open(c, &b);
     size_t n = 0;
     char rec[REC_MAX];
@@ -305,7 +281,7 @@ static void *lg_worker(void *arg) {
     lg_run *run = arg;
     const lg_config *c = run->cfg;
     lg_conn k = {.fd = -1, .in = malloc(LG_REPLY_MAX)};
-    lg_buf lazy = {0};
+    buf lazy = {0};
     if (!k.in) abort();
     if (lg_connect(c, &k) != 0) atomic_fetch_add(&run->failures, 1);
     pthread_barrier_wait(&run->start);
@@ -329,32 +305,12 @@ static void *lg_worker(void *arg) {
 
 /* ---- results ---- */
 
-static int lg_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double lg_percentile(const double *v, uint64_t n, double p) {
-    if (n == 0) return 0;
-    uint64_t rank = (uint64_t)(p / 100.0 * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return v[rank - 1];
-}
-
 static void lg_report(const lg_run *run, uint64_t records, uint64_t bytes, double secs) {
-    qsort(run->latency, run->nreq, sizeof *run->latency, lg_cmp_double);
-    printf("{\"requests\":%llu,\"records\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
-           "\"records_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-           "\"inserted\":%llu,\"replaced\":%llu}\n",
-           (unsigned long long)run->nreq, (unsigned long long)records,
-           (unsigned long long)bytes, secs, secs > 0 ? (double)records / secs : 0,
-           1e3 * lg_percentile(run->latency, run->nreq, 50),
-           1e3 * lg_percentile(run->latency, run->nreq, 99),
-           1e3 * (run->nreq ? run->latency[run->nreq - 1] : 0),
-           (unsigned long long)atomic_load(&run->inserted),
-           (unsigned long long)atomic_load(&run->replaced));
+    char extra[96];
+    snprintf(extra, sizeof extra, "\"inserted\":%llu,\"replaced\":%llu",
+             (unsigned long long)atomic_load(&run->inserted),
+             (unsigned long long)atomic_load(&run->replaced));
+    bench_report(run->latency, run->nreq, records, bytes, secs, extra);
 }
 
 /* ---- command line ---- */
@@ -426,7 +382,7 @@ int main(int argc, char **argv) {
         if (!cfg.lazy) {
             run.reqs = calloc(run.nreq ? run.nreq : 1, sizeof *run.reqs);
             for (uint64_t i = 0; i < run.nreq; i++) {
-                lg_buf b = {0};
+                buf b = {0};
                 lg_build(&cfg, i, &b, &run.reqs[i]);
             }
         }
