@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/reader.h"
+#include "store/keys.h"
 #include "util/xalloc.h"
 
 enum {
@@ -108,23 +108,6 @@ int sq_step_done(sqlite3 *db, sqlite3_stmt *st, tr_err *e) {
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int sq_index_key(const char *fields, size_t n, arena *a, pkey *out, tr_err *e) {
-    val *v;
-    if (json_parse(a, fields, n, 0, 0, &v, e) != 0 || pkey_parse(v, PKEY_FROM_INDEX, out, e) != 0)
-        return err_set(e, 500, "StorageError", "Stored index definition %.*s is unreadable: %s",
-                       (int)(n > 200 ? 200 : n), fields, e->message);
-    return 0;
-}
-
-int sq_doc_key(const pkey *k, const char *doc, size_t n, arena *a, buf *out, tr_err *e) {
-    val *v;
-    /* no depth limit: stored documents were checked against it on the way in */
-    if (json_parse(a, doc, n, 0, JSON_CONVEX, &v, e) != 0)
-        return err_set(e, 500, "StorageError", "A stored document is unreadable: %s", e->message);
-    buf_reset(out);
-    return pkey_encode_doc(k, v, 0, out, e);
-}
-
 sq_maint *sq_maint_new(sqlite3 *writer) {
     sq_maint *m = xcalloc(1, sizeof *m);
     m->db = writer;
@@ -171,7 +154,7 @@ static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
         t->end_len = elen <= (int)sizeof t->end ? elen : 0;
         if (end && t->end_len) memcpy(t->end, end, (size_t)t->end_len);
         arena_reset(m->a);
-        rc = sq_index_key((const char *)sqlite3_column_text(st, 2),
+        rc = store_index_key((const char *)sqlite3_column_text(st, 2),
                           (size_t)sqlite3_column_bytes(st, 2), m->a, &m->k, e);
         sqlite3_reset(st);
         return rc;
@@ -206,7 +189,7 @@ static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
         memcpy(t->cursor, sqlite3_column_blob(st, 0), (size_t)idlen);
         t->cursor_len = idlen;
         arena_reset(m->a);
-        if (sq_doc_key(&m->k, (const char *)sqlite3_column_text(st, 2),
+        if (store_doc_key(&m->k, (const char *)sqlite3_column_text(st, 2),
                        (size_t)sqlite3_column_bytes(st, 2), m->a, &m->key, e) != 0 ||
             bf_entry(m, t->ix, sqlite3_column_int64(st, 1), e) != 0) {
             sqlite3_reset(st);

@@ -36,13 +36,6 @@ sqlite3_stmt *sq_prepare(sqlite3 *db, sqlite3_stmt **slot, const char *sql, tr_e
 /* Steps a statement that returns no rows and resets it. */
 int sq_step_done(sqlite3 *db, sqlite3_stmt *st, tr_err *e);
 
-/* An index definition as stored (canonical text of its field paths) back into a pkey. */
-int sq_index_key(const char *fields, size_t n, arena *a, pkey *out, tr_err *e);
-
-/* The index key of a stored document (Convex JSON): paths the document lacks encode as
- * undefined, so documents appended without the key still get exactly one entry. */
-int sq_doc_key(const pkey *k, const char *doc, size_t n, arena *a, buf *out, tr_err *e);
-
 typedef struct sq_maint sq_maint; /* prepared statements on the writer connection */
 
 sq_maint *sq_maint_new(sqlite3 *writer);

@@ -47,7 +47,10 @@
 #include "json/emit.h"
 #include "model/docid.h"
 #include "store/backfill.h"
+#include "store/batch.h"
+#include "store/keys.h"
 #include "store/shape.h"
+#include "store/wqueue.h"
 #include "util/arena.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
@@ -259,22 +262,8 @@ typedef struct sq_conn {
 /* ---- the engine ---- */
 
 typedef struct sq_store sq_store;
-typedef struct sq_job sq_job;
 
-/* Runs on the writer inside the group's transaction; ts: the job's commit timestamp.
- * A job checks everything that can fail for a client reason before its first write, so
- * such a failure leaves nothing to undo. */
-typedef int (*sq_job_fn)(sq_store *s, sq_job *j, int64_t ts, tr_err *e);
-
-struct sq_job {
-    sq_job_fn run;
-    int stamped; /* changes what readers see: gets a commit timestamp */
-    int kick;    /* set by run: wake the background thread once this commits */
-    int rc;      /* 0 ok, -1 failed, 1 not run yet in this transaction */
-    tr_err err;
-    int done;
-    sq_job *next;
-};
+typedef wq_job sq_job; /* see wqueue.h */
 
 /* The inferred shape of one generation, cached on the writer between jobs. `dirty`: it
  * changed since it was last saved; the group saves it before committing. */
@@ -312,10 +301,7 @@ struct sq_store {
     buf shape_text;
     _Atomic int64_t reclaim_floor; /* the newest horizon reclaim has worked to */
 
-    pthread_mutex_t qmu;
-    pthread_cond_t qcv;
-    sq_job *qhead, *qtail;
-    int leading;
+    wqueue q;
 
     pthread_mutex_t rmu;
     sq_conn *readers;
@@ -502,15 +488,6 @@ static void bg_wake(sq_store *s) {
     pthread_mutex_unlock(&s->bgmu);
 }
 
-/* Gives every job still counted as successful (or not run) the group's error. */
-static void jobs_fail(sq_job *head, const tr_err *e) {
-    for (sq_job *j = head; j; j = j->next) {
-        if (j->rc == -1) continue;
-        j->rc = -1;
-        j->err = *e;
-    }
-}
-
 /* One transaction over every job not yet failed. A job that fails before writing fails
  * alone. One that fails after writing (a storage fault, mostly) spoils the transaction:
  * it is rolled back, that job keeps its error, and the function returns 1 so the caller
@@ -521,7 +498,7 @@ static int group_try(sq_store *s, sq_job *head) {
     for (sq_job *j = head; j; j = j->next)
         if (j->rc == 0) j->rc = 1;
     if (run(&s->w, S_BEGIN_WRITE, &fatal) != 0) {
-        jobs_fail(head, &fatal);
+        wq_fail_all(head, &fatal);
         return 0;
     }
     int stamped = 0, ok = 0, kick = 0;
@@ -529,7 +506,7 @@ static int group_try(sq_store *s, sq_job *head) {
         if (j->rc != 1) continue;
         int64_t before = sqlite3_total_changes64(s->w.db);
         j->kick = 0;
-        j->rc = j->run(s, j, j->stamped ? next_ts(s) : 0, &j->err);
+        j->rc = j->run(&s->base, j, j->stamped ? next_ts(s) : 0, &j->err);
         if (j->rc == 0) {
             ok = 1;
             stamped |= j->stamped;
@@ -551,7 +528,7 @@ static int group_try(sq_store *s, sq_job *head) {
         (stamped && meta_set(s, "last_ts", s->last_ts, &fatal) != 0) ||
         run(&s->w, S_COMMIT, &fatal) != 0) {
         shapes_drop(s);
-        jobs_fail(head, &fatal);
+        wq_fail_all(head, &fatal);
         tr_err ignored;
         if (!sqlite3_get_autocommit(s->w.db)) run(&s->w, S_ROLLBACK, &ignored);
         return 0;
@@ -561,41 +538,13 @@ static int group_try(sq_store *s, sq_job *head) {
 }
 
 /* Runs a whole group and sets every job's result; each rerun drops one failed job. */
-static void group_run(sq_store *s, sq_job *head) {
-    for (sq_job *j = head; j; j = j->next) j->rc = 1;
-    while (group_try(s, head)) continue;
+static void group_run(store *st, sq_job *head) {
+    while (group_try((sq_store *)st, head)) continue;
 }
 
 /* Enqueues j and returns once it has committed or failed; may lead a group meanwhile. */
 static int queue_run(sq_store *s, sq_job *j, tr_err *e) {
-    j->done = 0;
-    j->next = NULL;
-    pthread_mutex_lock(&s->qmu);
-    if (s->qtail) s->qtail->next = j;
-    else s->qhead = j;
-    s->qtail = j;
-    while (!j->done) {
-        if (s->leading) {
-            pthread_cond_wait(&s->qcv, &s->qmu);
-            continue;
-        }
-        sq_job *group = s->qhead;
-        s->qhead = s->qtail = NULL;
-        s->leading = 1;
-        pthread_mutex_unlock(&s->qmu);
-        group_run(s, group);
-        pthread_mutex_lock(&s->qmu);
-        /* read next before done: a finished caller may free its job at once */
-        for (sq_job *g = group, *next; g; g = next) {
-            next = g->next;
-            g->done = 1;
-        }
-        s->leading = 0;
-        pthread_cond_broadcast(&s->qcv);
-    }
-    pthread_mutex_unlock(&s->qmu);
-    if (j->rc != 0 && e) *e = j->err;
-    return j->rc;
+    return wq_run(&s->q, &s->base, group_run, j, e);
 }
 
 static int writable(sq_store *s, tr_err *e) {
@@ -867,28 +816,6 @@ typedef struct import_job {
     shape **shapes; /* per stream: the shape of the documents it writes (NULL: none) */
 } import_job;
 
-/* The shape of each stream's written documents, built on the caller's thread so the
- * writer only has to merge one small shape per table (import_shapes_merge). */
-static int import_shapes(const store_batch *b, shape ***out, tr_err *e) {
-    shape **sh = xcalloc(b->nstreams ? b->nstreams : 1, sizeof *sh);
-    *out = sh;
-    for (size_t i = 0; i < b->nrecords; i++) {
-        const store_record *rec = &b->records[i];
-        if (rec->stream >= b->nstreams || (rec->deleted && b->streams[rec->stream].dedup))
-            continue;
-        if (!sh[rec->stream]) sh[rec->stream] = shape_new();
-        int changed = 0;
-        if (shape_add_doc(sh[rec->stream], b->docs + rec->doc_off, rec->doc_len, &changed) != 0)
-            return err_set(e, 500, "StorageError", "Record %zu is not a Convex JSON object", i);
-    }
-    return 0;
-}
-
-static void import_shapes_free(const store_batch *b, shape **sh) {
-    for (size_t i = 0; sh && i < b->nstreams; i++) shape_free(sh[i]);
-    free(sh);
-}
-
 /* Widens each written table's shape with the batch's (saved with the group). */
 static int import_shapes_merge(sq_store *s, import_job *ij, const int *map, sq_table *tabs,
                                tr_err *e) {
@@ -911,10 +838,10 @@ static int import_append(sq_store *s, sq_table *t, const char *doc, size_t len, 
     if (!t->has_index) return 0;
     if (!t->key) {
         t->key = arena_alloc(s->job_arena, sizeof *t->key);
-        if (sq_index_key(t->fields, strlen(t->fields), s->job_arena, t->key, e) != 0) return -1;
+        if (store_index_key(t->fields, strlen(t->fields), s->job_arena, t->key, e) != 0) return -1;
     }
     arena_reset(s->doc_arena);
-    if (sq_doc_key(t->key, doc, len, s->doc_arena, &s->key, e) != 0) return -1;
+    if (store_doc_key(t->key, doc, len, s->doc_arena, &s->key, e) != 0) return -1;
     return entry_write(s, S_ENTRY_ADD, t->ix, s->key.p, s->key.len, rowid, e);
 }
 
@@ -985,7 +912,8 @@ static int import_tables(sq_store *s, const store_batch *b, int *map, sq_table *
     return 0;
 }
 
-static int import_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
+    sq_store *s = (sq_store *)st;
     import_job *ij = (import_job *)job;
     const store_batch *b = ij->b;
     store_import_result *r = ij->r;
@@ -1020,8 +948,8 @@ static int sq_import(store *st, const store_batch *b, store_import_result *r, tr
     sq_store *s = (sq_store *)st;
     if (writable(s, e) != 0) return -1;
     import_job j = {.base = {.run = import_run, .stamped = 1}, .b = b, .r = r};
-    int rc = import_shapes(b, &j.shapes, e) == 0 ? queue_run(s, &j.base, e) : -1;
-    import_shapes_free(b, j.shapes);
+    int rc = batch_shapes(b, &j.shapes, e) == 0 ? queue_run(s, &j.base, e) : -1;
+    batch_shapes_free(b, j.shapes);
     if (rc != 0) *r = (store_import_result){0, 0, 0};
     return rc;
 }
@@ -1054,7 +982,8 @@ static int clear_one(sq_store *s, const char *name, int64_t ts, uint64_t *cleare
     return run_ints(s, S_INDEX_RENEW, t.number, ix, e);
 }
 
-static int clear_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+static int clear_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
+    sq_store *s = (sq_store *)st;
     clear_job *cj = (clear_job *)job;
     cj->cleared = 0;
     arena_reset(s->job_arena);
@@ -1103,7 +1032,8 @@ static int index_one(sq_store *s, const store_index_req *req, int64_t ts, int *k
     return sq_step_done(s->w.db, st, e);
 }
 
-static int index_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+static int index_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
+    sq_store *s = (sq_store *)st;
     index_job *ij = (index_job *)job;
     arena_reset(s->job_arena);
     for (size_t i = 0; i < ij->n; i++)
@@ -1126,7 +1056,8 @@ typedef struct maint_job {
     int more;
 } maint_job;
 
-static int maint_run(sq_store *s, sq_job *job, int64_t ts, tr_err *e) {
+static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
+    sq_store *s = (sq_store *)st;
     (void)ts;
     maint_job *mj = (maint_job *)job;
     if (mj->backfill) return sq_backfill_step(s->maint, &mj->more, e);
@@ -1994,8 +1925,7 @@ static void sq_close(store *st) {
     }
     sq_maint_free(s->maint);
     if (s->w.db) conn_close(&s->w);
-    pthread_mutex_destroy(&s->qmu);
-    pthread_cond_destroy(&s->qcv);
+    wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->bgmu);
     pthread_cond_destroy(&s->bgcv);
@@ -2022,8 +1952,7 @@ static sq_store *sq_new(const store_config *c) {
     s->path = buf_steal(&p);
     s->job_arena = arena_new();
     s->doc_arena = arena_new();
-    pthread_mutex_init(&s->qmu, NULL);
-    pthread_cond_init(&s->qcv, NULL);
+    wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_mutex_init(&s->bgmu, NULL);
     pthread_mutex_init(&s->ckmu, NULL);
