@@ -10,7 +10,7 @@
 # server, the unit tests and the fuzz targets link against.
 
 CC      ?= cc
-PKGS    := libmicrohttpd yajl sqlite3 libsodium zlib
+PKGS    := libmicrohttpd yajl sqlite3 libsodium zlib libpq
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 OPT     ?= -O2 -g

@@ -102,9 +102,12 @@ static int prepare_data_dir(const char *dir, tr_err *e) {
 
 static void print_serve_help(void) {
     printf("Usage: %s serve [options]\n"
-           "Serve Convex's Streaming Import API on SQLite.\n\n"
+           "Serve Convex's Streaming Import API on SQLite or PostgreSQL.\n\n"
            "  --listen ADDR:PORT      address to listen on (default %s)\n"
-           "  --data-dir DIR          where the database and key hash live (default %s)\n"
+           "  --data-dir DIR          where the SQLite database and the key hash live\n"
+           "                          (default %s)\n"
+           "  --database-url URL      store the data in PostgreSQL instead (or env DATABASE_URL\n"
+           "                          or POSTGRES_URL); any libpq connection string or URI\n"
            "  --admin-key KEY         the admin key (or env TRIBUTARY_ADMIN_KEY); otherwise one\n"
            "                          is generated on first start and printed once\n"
            "  --max-body-size BYTES   import request limit, K/M/G suffixes (default 64M)\n"
@@ -167,11 +170,7 @@ static int cmd_serve(int argc, char **argv) {
         }
     }
     if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
-    if (db_url && *db_url) {
-        fprintf(stderr, "%s serve: PostgreSQL (--database-url, DATABASE_URL, POSTGRES_URL) is "
-                        "not supported yet; unset it to use SQLite\n", prog);
-        return 1;
-    }
+    if (db_url && !*db_url) db_url = NULL;
 
     /* Block the shutdown signals before any thread starts, so only sigwait sees them. */
     sigset_t set;
@@ -187,7 +186,8 @@ static int cmd_serve(int argc, char **argv) {
     auth *a = NULL;
     char *generated = NULL;
     if (auth_open(data_dir, key, &generated, &a, &e) != 0) return fail("serve", &e);
-    store_config sc = {.data_dir = data_dir, .readonly = 0, .retention_ns = retention_ns};
+    store_config sc = {.database_url = db_url, .data_dir = data_dir, .readonly = 0,
+                       .retention_ns = retention_ns};
     store *st = NULL;
     if (store_open(&sc, &st, &e) != 0) {
         free(generated);
@@ -209,8 +209,12 @@ static int cmd_serve(int argc, char **argv) {
         printf("(shown once; only its hash is kept in %s/admin_key)\n", data_dir);
         free(generated);
     }
-    printf("tributary %s listening on http://%s (SQLite in %s)\n", TRIBUTARY_VERSION,
-           listen_addr, data_dir);
+    if (db_url)
+        printf("tributary %s listening on http://%s (PostgreSQL)\n", TRIBUTARY_VERSION,
+               listen_addr);
+    else
+        printf("tributary %s listening on http://%s (SQLite in %s)\n", TRIBUTARY_VERSION,
+               listen_addr, data_dir);
     fflush(stdout);
 
     int sig = wait_for_signal();
@@ -262,8 +266,10 @@ static int print_doc(void *ctx, const char *json, size_t len) {
 
 static int cmd_export(int argc, char **argv) {
     const char *data_dir = DEFAULT_DATA_DIR, *table = NULL;
+    const char *db_url = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : getenv("POSTGRES_URL");
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, 'd'}, {"table", required_argument, 0, 't'},
+        {"database-url", required_argument, 0, 'u'},
         {"help", no_argument, 0, 'h'},           {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -272,8 +278,9 @@ static int cmd_export(int argc, char **argv) {
         switch (c) {
         case 'd': data_dir = optarg; break;
         case 't': table = optarg; break;
+        case 'u': db_url = optarg; break;
         case 'h':
-            printf("Usage: %s export --table T [--data-dir DIR]\n"
+            printf("Usage: %s export --table T [--data-dir DIR | --database-url URL]\n"
                    "Print the current documents of table T as JSON lines (Convex JSON: int64 as\n"
                    "{\"$integer\": base64}). Safe while the server runs.\n",
                    prog);
@@ -289,7 +296,9 @@ static int cmd_export(int argc, char **argv) {
     err_clear(&e);
     char name[NAMES_TABLE_MAX + 1];
     if (names_table_rewrite(table, strlen(table), name, &e) != 0) return fail("export", &e);
-    store_config sc = {.data_dir = data_dir, .readonly = 1, .retention_ns = 0};
+    if (db_url && !*db_url) db_url = NULL;
+    store_config sc = {.database_url = db_url, .data_dir = data_dir, .readonly = 1,
+                       .retention_ns = 0};
     store *st = NULL;
     if (store_open(&sc, &st, &e) != 0) return fail("export", &e);
     int rc = store_export_table(st, name, print_doc, NULL, &e);

@@ -13,7 +13,7 @@
 int store_open(const store_config *c, store **out, tr_err *e) {
     store_config cfg = *c;
     if (cfg.retention_ns <= 0) cfg.retention_ns = STORE_DEFAULT_RETENTION_NS;
-    return store_sqlite_open(&cfg, out, e);
+    return cfg.database_url ? store_pg_open(&cfg, out, e) : store_sqlite_open(&cfg, out, e);
 }
 
 void store_close(store *s) {

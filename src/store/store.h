@@ -1,7 +1,7 @@
 /*
  * store.h — the storage interface: everything the HTTP/API layers may ask of a database.
  *
- * One interface, several engines: SQLite today (sqlite.c), PostgreSQL later. The
+ * One interface, two engines: SQLite (sqlite.c) and PostgreSQL (pg.c, pg_read.c). The
  * API layer validates and normalises a whole request first and hands the store a
  * finished batch of stored bytes; the store applies it in one transaction and returns
  * only once that transaction is durable. Every function may be called from many threads
@@ -29,6 +29,7 @@
 typedef struct store store;
 
 typedef struct store_config {
+    const char *database_url; /* non-NULL: PostgreSQL (any libpq connection string) */
     const char *data_dir;  /* SQLite: the database is <data_dir>/tributary.db */
     int readonly;          /* open an existing database for reading only (CLI export);
                               no schema changes, no background threads */

@@ -33,5 +33,7 @@ struct store {
 
 /* The SQLite engine (sqlite.c). c->retention_ns is already resolved (never 0). */
 int store_sqlite_open(const store_config *c, store **out, tr_err *e);
+/* The PostgreSQL engine (pg.c), on c->database_url. */
+int store_pg_open(const store_config *c, store **out, tr_err *e);
 
 #endif

@@ -1,0 +1,1273 @@
+/*
+ * pg.c — the PostgreSQL engine behind store.h: schema, writes, background work.
+ *
+ * Built for several tributary processes on one database (docs/postgres.md):
+ *
+ * - Every write transaction starts by taking one transaction-level advisory lock
+ *   (PG_COMMIT_LOCK) and only then reads meta.last_ts, so writers of all processes run
+ *   one after the other, each job's commit timestamp is max(clock, last_ts + 1), and
+ *   commits happen in timestamp order: a reader never sees a commit whose predecessor is
+ *   still invisible, so the change feed cannot skip one. Because writers are serialised,
+ *   a dedup import sees every document committed before it, in any process, and key
+ *   uniqueness needs no further locking; clear_tables is one transaction like any other.
+ * - Within a process, writes go through the group-commit queue (wqueue.h): the leader
+ *   runs every waiting job in one transaction, one lock acquisition and one commit.
+ * - Bulk paths: a job decides in C, from the batch and one lookup of the keys it names,
+ *   what happens to each document (insert, replace, delete), sends those decisions with
+ *   one binary COPY into a temporary stage table, and applies them with one set-based
+ *   statement (history rows, updates, deletes, inserts and change-log rows together).
+ * - Background work (index backfill, space reclaim) runs as jobs in short transactions
+ *   under the same lock, with all progress in the database: a backfill is continued by
+ *   whichever process looks next, so it survives the death of the one that started it.
+ * - A lost connection fails the requests in flight with 503 DatabaseUnavailable (the
+ *   transaction is gone, nothing is half-written) and the next request reconnects.
+ *
+ * Reads are in pg_read.c, libpq plumbing in pg_conn.c, the schema in pg_impl.h.
+ */
+#include "store/pg_impl.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/docid.h"
+#include "store/batch.h"
+#include "store/keys.h"
+#include "store/wqueue.h"
+#include "util/arena.h"
+#include "util/xalloc.h"
+
+#define PG_COMMIT_LOCK 7596902372845318401LL /* serialises writers of every process */
+#define PG_SCHEMA_LOCK 7596902372845318402LL /* serialises schema creation */
+#define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
+#define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
+#define PG_POLL_S 2        /* how often a process looks for a backfill to carry on */
+#define PG_RECLAIM_S 30    /* how often it reclaims when nothing else woke it */
+
+static const char pg_schema[] =
+    "CREATE SCHEMA IF NOT EXISTS tributary;"
+    "CREATE TABLE IF NOT EXISTS tributary.meta("
+    "  key text PRIMARY KEY,"
+    "  value bigint NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tributary.tables("
+    "  number bigint PRIMARY KEY,"
+    "  name text NOT NULL UNIQUE,"
+    "  tablet bigint NOT NULL,"
+    "  last_creation_time float8 NOT NULL,"
+    "  next_seq bigint NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tributary.tablets("
+    "  id bigserial PRIMARY KEY,"
+    "  table_number bigint NOT NULL,"
+    "  created_ts bigint NOT NULL,"
+    "  dropped_ts bigint,"
+    "  doc_count bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS tablets_dropped ON tributary.tablets(dropped_ts)"
+    "  WHERE dropped_ts IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS tributary.documents("
+    "  tablet bigint NOT NULL,"
+    "  id bytea NOT NULL,"
+    "  ts bigint NOT NULL,"
+    "  creation_time float8 NOT NULL,"
+    "  value text NOT NULL,"
+    "  ix bigint,"
+    "  key bytea,"
+    "  PRIMARY KEY(tablet, id)) WITH (fillfactor = 80);"
+    "CREATE INDEX IF NOT EXISTS documents_by_key ON tributary.documents(ix, key)"
+    "  WHERE ix IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS tributary.history("
+    "  tablet bigint NOT NULL,"
+    "  id bytea NOT NULL,"
+    "  valid_from bigint NOT NULL,"
+    "  valid_to bigint NOT NULL,"
+    "  creation_time float8 NOT NULL,"
+    "  value text NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS history_by_end ON tributary.history(valid_to);"
+    "CREATE TABLE IF NOT EXISTS tributary.changes("
+    "  ts bigint NOT NULL,"
+    "  tablet bigint NOT NULL,"
+    "  id bytea NOT NULL,"
+    "  deleted boolean NOT NULL,"
+    "  PRIMARY KEY(ts, tablet, id));"
+    "CREATE TABLE IF NOT EXISTS tributary.pk_indexes("
+    "  table_number bigint PRIMARY KEY,"
+    "  ix bigint NOT NULL UNIQUE,"
+    "  fields text NOT NULL,"
+    "  state text NOT NULL CHECK(state IN ('ready', 'backfilling')),"
+    "  cursor bytea,"
+    "  end_id bytea);"
+    "CREATE TABLE IF NOT EXISTS tributary.shapes("
+    "  tablet bigint PRIMARY KEY,"
+    "  shape text NOT NULL);"
+    "INSERT INTO tributary.meta(key, value) VALUES"
+    "  ('schema_version', 1), ('next_ix', 1), ('reclaim_floor', 0)"
+    "  ON CONFLICT (key) DO NOTHING";
+
+/* The writer only ever reads through indexes: a few rows by key, or a bounded range. The
+ * planner may think otherwise while a fast-growing table's statistics are stale (it then
+ * scans the whole table for a 1000-key lookup), so the writer session rules that out. */
+static const char pg_writer_session[] =
+    "SET enable_seqscan = off; SET enable_bitmapscan = off;"
+    " SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+/* The writer's stage: one job's decisions, consumed by the statement that applies them
+ * (op: 0 insert, 1 replace, 2 delete, 3 set the index entry). */
+static const char pg_stage[] =
+    "CREATE TEMP TABLE IF NOT EXISTS stage("
+    "  op bigint NOT NULL, tablet bigint NOT NULL, id bytea NOT NULL, ct float8,"
+    "  value text, ix bigint, key bytea) ON COMMIT DELETE ROWS";
+
+enum { OP_INSERT, OP_REPLACE, OP_DELETE, OP_ENTRY };
+
+static const char pg_copy_stage[] =
+    "COPY stage(op, tablet, id, ct, value, ix, key) FROM STDIN (FORMAT binary)";
+
+/* One job's decisions, applied at once. History keeps the version each replace or
+ * delete ends (every sub-statement reads the documents as they were before it). */
+static const char pg_apply[] =
+    "WITH s AS (DELETE FROM stage RETURNING op, tablet, id, ct, value, ix, key),"
+    " h AS (INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
+    "   SELECT d.tablet, d.id, d.ts, $1, d.creation_time, d.value"
+    "   FROM s JOIN documents d ON d.tablet = s.tablet AND d.id = s.id WHERE s.op <> 0),"
+    " u AS (UPDATE documents d SET ts = $1, value = s.value"
+    "   FROM s WHERE s.op = 1 AND d.tablet = s.tablet AND d.id = s.id),"
+    " x AS (DELETE FROM documents d USING s"
+    "   WHERE s.op = 2 AND d.tablet = s.tablet AND d.id = s.id),"
+    " i AS (INSERT INTO documents(tablet, id, ts, creation_time, value, ix, key)"
+    "   SELECT tablet, id, $1, ct, value, ix, key FROM s WHERE op = 0)"
+    " INSERT INTO changes(ts, tablet, id, deleted) SELECT $1, tablet, id, op = 2 FROM s";
+
+/* ---- the engine ---- */
+
+typedef struct pg_shape {
+    int64_t tablet;
+    shape *sh;
+    int dirty;
+} pg_shape;
+
+struct pg_store {
+    store base;
+    char *url;
+    int readonly;
+    int64_t retention_ns;
+
+    /* writer state: only the queue leader touches it */
+    wqueue q;
+    PGconn *w;
+    int64_t last_ts;
+    arena *job_arena;
+    arena *doc_arena;
+    buf key, copy, keys, text;
+    pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
+    size_t nshapes, cap_shapes;
+
+    pthread_mutex_t rmu;
+    PGconn **readers;
+    size_t nreaders, cap_readers;
+
+    pthread_mutex_t bgmu;
+    pthread_cond_t bgcv;
+    int bg_kick, bg_stop, bg_running;
+    pthread_t bg;
+};
+
+int64_t pg_retention_ns(const pg_store *s) {
+    return s->retention_ns;
+}
+
+PGconn *pg_reader_get(pg_store *s, tr_err *e) {
+    PGconn *c = NULL;
+    pthread_mutex_lock(&s->rmu);
+    if (s->nreaders) c = s->readers[--s->nreaders];
+    pthread_mutex_unlock(&s->rmu);
+    return c ? c : pg_connect(s->url, e);
+}
+
+void pg_reader_put(pg_store *s, PGconn *c) {
+    if (!pg_alive(c)) {
+        PQfinish(c);
+        return;
+    }
+    pthread_mutex_lock(&s->rmu);
+    if (s->nreaders == s->cap_readers) {
+        s->cap_readers = s->cap_readers ? s->cap_readers * 2 : 8;
+        s->readers = xrealloc(s->readers, s->cap_readers * sizeof *s->readers);
+    }
+    s->readers[s->nreaders++] = c;
+    pthread_mutex_unlock(&s->rmu);
+}
+
+static int64_t clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int64_t next_ts(pg_store *s) {
+    int64_t now = clock_ns();
+    s->last_ts = now > s->last_ts ? now : s->last_ts + 1;
+    return s->last_ts;
+}
+
+static int writable(pg_store *s, tr_err *e) {
+    if (!s->readonly) return 0;
+    return err_set(e, 500, "StorageError", "The database is open read-only");
+}
+
+/* The writer connection, (re)connected when it was lost. */
+static int writer_ready(pg_store *s, tr_err *e) {
+    if (pg_alive(s->w)) return 0;
+    PQfinish(s->w);
+    s->w = pg_connect(s->url, e);
+    if (!s->w) return -1;
+    if (pg_run(s->w, pg_writer_session, NULL, e) == 0 && pg_run(s->w, pg_stage, NULL, e) == 0)
+        return 0;
+    PQfinish(s->w);
+    s->w = NULL;
+    return -1;
+}
+
+static int meta_i64(PGconn *c, const char *key, int64_t *v, tr_err *e) {
+    pg_params p = {0};
+    pgp_text(&p, key, strlen(key));
+    PGresult *r = pg_exec(c, "SELECT value FROM meta WHERE key = $1", &p, e);
+    if (!r) return -1;
+    int found = PQntuples(r) == 1;
+    if (found) *v = pg_i64(r, 0, 0);
+    PQclear(r);
+    return found ? 0 : err_set(e, 500, "StorageError", "Database has no meta.%s", key);
+}
+
+static int meta_put(pg_store *s, const char *key, int64_t v, tr_err *e) {
+    pg_params p = {0};
+    pgp_text(&p, key, strlen(key));
+    pgp_i64(&p, v);
+    return pg_run(s->w, "UPDATE meta SET value = $2 WHERE key = $1", &p, e);
+}
+
+/* ---- inferred shapes (writer side): read when a group first needs one, saved with the
+ * group when changed, forgotten after it (another process may change them next) ---- */
+
+static void shapes_drop(pg_store *s) {
+    for (size_t i = 0; i < s->nshapes; i++) shape_free(s->shapes[i].sh);
+    s->nshapes = 0;
+}
+
+/* A cleared generation's shape goes with it (the new generation starts empty). */
+static void shape_forget(pg_store *s, int64_t tablet) {
+    for (size_t i = 0; i < s->nshapes; i++) {
+        if (s->shapes[i].tablet != tablet) continue;
+        shape_free(s->shapes[i].sh);
+        s->shapes[i] = s->shapes[--s->nshapes];
+        return;
+    }
+}
+
+static pg_shape *shape_of(pg_store *s, int64_t tablet, tr_err *e) {
+    for (size_t i = 0; i < s->nshapes; i++)
+        if (s->shapes[i].tablet == tablet) return &s->shapes[i];
+    pg_params p = {0};
+    pgp_i64(&p, tablet);
+    PGresult *r = pg_exec(s->w, "SELECT shape FROM shapes WHERE tablet = $1", &p, e);
+    if (!r) return NULL;
+    shape *sh = NULL;
+    int rc = 0;
+    if (PQntuples(r)) {
+        size_t n;
+        const char *text = pg_val(r, 0, 0, &n);
+        rc = shape_read(text, n, &sh, e);
+    }
+    PQclear(r);
+    if (rc != 0) return NULL;
+    if (!sh) sh = shape_new();
+    if (s->nshapes == s->cap_shapes) {
+        s->cap_shapes = s->cap_shapes ? s->cap_shapes * 2 : 8;
+        s->shapes = xrealloc(s->shapes, s->cap_shapes * sizeof *s->shapes);
+    }
+    s->shapes[s->nshapes] = (pg_shape){tablet, sh, 0};
+    return &s->shapes[s->nshapes++];
+}
+
+static int shapes_save(pg_store *s, tr_err *e) {
+    for (size_t i = 0; i < s->nshapes; i++) {
+        if (!s->shapes[i].dirty) continue;
+        buf_reset(&s->text);
+        shape_write(s->shapes[i].sh, &s->text);
+        pg_params p = {0};
+        pgp_i64(&p, s->shapes[i].tablet);
+        pgp_text(&p, s->text.p, s->text.len);
+        if (pg_run(s->w,
+                   "INSERT INTO shapes(tablet, shape) VALUES ($1, $2)"
+                   " ON CONFLICT (tablet) DO UPDATE SET shape = excluded.shape",
+                   &p, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the write queue ---- */
+
+static void bg_wake(pg_store *s) {
+    pthread_mutex_lock(&s->bgmu);
+    s->bg_kick = 1;
+    pthread_cond_signal(&s->bgcv);
+    pthread_mutex_unlock(&s->bgmu);
+}
+
+static void rollback(pg_store *s) {
+    tr_err ignored;
+    if (s->w && PQtransactionStatus(s->w) != PQTRANS_IDLE) pg_run(s->w, "ROLLBACK", NULL, &ignored);
+}
+
+/* Opens the group's transaction: the commit lock first, then the last timestamp, read
+ * by a statement that starts after the lock is held, so it sees every earlier commit. */
+static int group_begin(pg_store *s, tr_err *e) {
+    if (writer_ready(s, e) != 0) return -1;
+    PGresult *r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(7596902372845318401);"
+                               " SELECT value FROM meta WHERE key = 'last_ts'");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        pg_error(s->w, r, "BEGIN", e);
+        PQclear(r);
+        rollback(s);
+        return -1;
+    }
+    s->last_ts = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+/* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
+ * client reason has written nothing and fails alone. Any other failure spoils the
+ * transaction (PostgreSQL aborts it): roll back and return 1 so the others run again,
+ * unless the connection is gone, which fails them all. */
+static int group_try(pg_store *s, wq_job *head) {
+    tr_err fatal;
+    for (wq_job *j = head; j; j = j->next)
+        if (j->rc == 0) j->rc = 1;
+    if (group_begin(s, &fatal) != 0) {
+        wq_fail_all(head, &fatal);
+        return 0;
+    }
+    int stamped = 0, ok = 0, kick = 0;
+    for (wq_job *j = head; j; j = j->next) {
+        if (j->rc != 1) continue;
+        j->kick = 0;
+        j->rc = j->run(&s->base, j, j->stamped ? next_ts(s) : 0, &j->err);
+        if (j->rc == 0) {
+            ok = 1;
+            stamped |= j->stamped;
+            kick |= j->kick;
+            continue;
+        }
+        if (j->err.status < 500 && PQtransactionStatus(s->w) == PQTRANS_INTRANS) continue;
+        shapes_drop(s);
+        rollback(s);
+        if (PQstatus(s->w) != CONNECTION_OK) {
+            wq_fail_all(head, &j->err);
+            return 0;
+        }
+        return 1;
+    }
+    if (ok && shapes_save(s, &fatal) == 0 &&
+        (!stamped || meta_put(s, "last_ts", s->last_ts, &fatal) == 0) &&
+        pg_run(s->w, "COMMIT", NULL, &fatal) == 0) {
+        shapes_drop(s);
+        if (kick) bg_wake(s);
+        return 0;
+    }
+    shapes_drop(s);
+    if (ok) wq_fail_all(head, &fatal);
+    rollback(s);
+    return 0;
+}
+
+static void group_run(store *st, wq_job *head) {
+    while (group_try((pg_store *)st, head)) continue;
+}
+
+static int queue_run(pg_store *s, wq_job *j, tr_err *e) {
+    return wq_run(&s->q, &s->base, group_run, j, e);
+}
+
+/* ---- tables, generations, indexes (writer side) ---- */
+
+typedef struct pg_table {
+    const char *name;
+    int exists;
+    int64_t number;
+    int64_t tablet;      /* current generation */
+    double last_ct;      /* newest _creationTime of the table */
+    int64_t next_seq;    /* sequence number of the next document id */
+    int64_t count_delta; /* documents inserted minus removed by this job */
+    int written;         /* the job created documents: save last_ct and next_seq */
+    int has_index;
+    int index_ready;
+    int64_t ix;          /* index instance the documents' entries are computed for */
+    const char *fields;  /* index definition (canonical key text) */
+    pkey *key;           /* the same, parsed when needed */
+} pg_table;
+
+static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    pg_params p = {0};
+    pgp_text(&p, name, strlen(name));
+    PGresult *r = pg_exec(s->w,
+                          "SELECT t.number, t.tablet, t.last_creation_time, t.next_seq,"
+                          " p.ix, p.fields, p.state = 'ready'"
+                          " FROM tables t LEFT JOIN pk_indexes p ON p.table_number = t.number"
+                          " WHERE t.name = $1",
+                          &p, e);
+    if (!r) return -1;
+    if (PQntuples(r) == 1) {
+        t->exists = 1;
+        t->number = pg_i64(r, 0, 0);
+        t->tablet = pg_i64(r, 0, 1);
+        t->last_ct = pg_f64(r, 0, 2);
+        t->next_seq = pg_i64(r, 0, 3);
+        if (!pg_isnull(r, 0, 4)) {
+            size_t n;
+            const char *f = pg_val(r, 0, 5, &n);
+            t->has_index = 1;
+            t->ix = pg_i64(r, 0, 4);
+            t->fields = arena_strndup(s->job_arena, f, n);
+            t->index_ready = pg_i64(r, 0, 6) != 0;
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int table_create(pg_store *s, pg_table *t, int64_t ts, tr_err *e) {
+    pg_params p = {0};
+    pgp_text(&p, t->name, strlen(t->name));
+    pgp_i64(&p, ts);
+    PGresult *r = pg_exec(s->w,
+                          "WITH n AS (SELECT coalesce(max(number), 10000) + 1 AS number"
+                          "           FROM tables),"
+                          " g AS (INSERT INTO tablets(table_number, created_ts)"
+                          "       SELECT number, $2 FROM n RETURNING id, table_number)"
+                          " INSERT INTO tables(number, name, tablet, last_creation_time, next_seq)"
+                          " SELECT table_number, $1, id, 0, 1 FROM g RETURNING number, tablet",
+                          &p, e);
+    if (!r) return -1;
+    t->exists = 1;
+    t->number = pg_i64(r, 0, 0);
+    t->tablet = pg_i64(r, 0, 1);
+    t->last_ct = 0;
+    t->next_seq = 1;
+    PQclear(r);
+    return 0;
+}
+
+static int table_load_or_create(pg_store *s, const char *name, pg_table *t, int64_t ts,
+                                tr_err *e) {
+    if (table_load(s, name, t, e) != 0) return -1;
+    return t->exists ? 0 : table_create(s, t, ts, e);
+}
+
+/* Writes back what the job changed: creation time and id sequence, document count. */
+static int table_save(pg_store *s, const pg_table *t, tr_err *e) {
+    if (!t->written && t->count_delta == 0) return 0;
+    pg_params p = {0};
+    pgp_i64(&p, t->number);
+    pgp_f64(&p, t->last_ct);
+    pgp_i64(&p, t->next_seq);
+    pgp_i64(&p, t->tablet);
+    pgp_i64(&p, t->count_delta);
+    return pg_run(s->w,
+                  "WITH t AS (UPDATE tables SET last_creation_time = $2, next_seq = $3"
+                  "           WHERE number = $1)"
+                  " UPDATE tablets SET doc_count = doc_count + $5 WHERE id = $4",
+                  &p, e);
+}
+
+static int table_key(pg_store *s, pg_table *t, tr_err *e) {
+    if (t->key) return 0;
+    t->key = arena_alloc(s->job_arena, sizeof *t->key);
+    return store_index_key(t->fields, strlen(t->fields), s->job_arena, t->key, e);
+}
+
+/* A fresh index instance id: documents keyed for an older one have no entry. */
+static int index_instance(pg_store *s, int64_t *ix, tr_err *e) {
+    PGresult *r = pg_exec(s->w,
+                          "UPDATE meta SET value = value + 1 WHERE key = 'next_ix'"
+                          " RETURNING value - 1",
+                          NULL, e);
+    if (!r) return -1;
+    *ix = pg_i64(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+/* ---- import ----
+ *
+ * A job first works out, in C, what each record does to which document, exactly as if
+ * the records were applied one by one (pg_plan): the documents a dedup record can match
+ * are those already stored under its key (one lookup per table for all keys of the
+ * batch) and those this batch created before it. Then every decision goes to the stage
+ * in one COPY and pg_apply makes it so. */
+
+enum { D_KEEP, D_NEW, D_REPLACED, D_DELETED };
+
+typedef struct plan_doc {
+    int tab;
+    int state;
+    int stored; /* existed before this job */
+    double ct;
+    uint8_t id[DOCID_INTERNAL_LEN];
+    const char *doc; /* the value to write */
+    size_t len;
+    const unsigned char *key; /* its index entry (NULL: the table has no index) */
+    size_t klen;
+    int next; /* next document with the same key, -1: none */
+} plan_doc;
+
+typedef struct plan_slot {
+    const unsigned char *key;
+    size_t klen;
+    int tab;
+    int first; /* first document with this key, -1: none */
+} plan_slot;
+
+typedef struct plan {
+    plan_doc *docs;
+    size_t ndocs, cap;
+    plan_slot *slots;
+    size_t nslots; /* a power of two */
+} plan;
+
+static uint64_t key_hash(int tab, const unsigned char *k, size_t n) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)tab;
+    for (size_t i = 0; i < n; i++) h = (h ^ k[i]) * 1099511628211ULL;
+    return h;
+}
+
+static plan_slot *plan_slot_of(plan *pl, int tab, const unsigned char *k, size_t n) {
+    size_t i = key_hash(tab, k, n) & (pl->nslots - 1);
+    for (;; i = (i + 1) & (pl->nslots - 1)) {
+        plan_slot *sl = &pl->slots[i];
+        if (!sl->key) {
+            *sl = (plan_slot){k, n, tab, -1};
+            return sl;
+        }
+        if (sl->tab == tab && sl->klen == n && memcmp(sl->key, k, n) == 0) return sl;
+    }
+}
+
+static plan_doc *plan_add(plan *pl, int tab, const unsigned char *k, size_t klen) {
+    if (pl->ndocs == pl->cap) {
+        pl->cap = pl->cap ? pl->cap * 2 : 1024;
+        pl->docs = xrealloc(pl->docs, pl->cap * sizeof *pl->docs);
+    }
+    plan_doc *d = &pl->docs[pl->ndocs];
+    memset(d, 0, sizeof *d);
+    d->tab = tab;
+    d->key = k;
+    d->klen = klen;
+    d->next = -1;
+    if (k) {
+        plan_slot *sl = plan_slot_of(pl, tab, k, klen);
+        d->next = sl->first;
+        sl->first = (int)pl->ndocs;
+    }
+    pl->ndocs++;
+    return d;
+}
+
+/* A document this job creates: the next id and creation time of its table. */
+static plan_doc *plan_new_doc(plan *pl, pg_table *tabs, int tab, const unsigned char *k,
+                              size_t klen, int64_t ts) {
+    pg_table *t = &tabs[tab];
+    plan_doc *d = plan_add(pl, tab, k, klen);
+    d->state = D_NEW;
+    docid_new_internal((uint64_t)t->next_seq++, ts / 1000000, d->id);
+    double ct = nextafter(t->last_ct, INFINITY);
+    if ((double)ts / 1e6 > ct) ct = (double)ts / 1e6;
+    t->last_ct = d->ct = ct;
+    t->written = 1;
+    t->count_delta++;
+    return d;
+}
+
+typedef struct import_job {
+    wq_job base;
+    const store_batch *b;
+    store_import_result *r;
+    shape **shapes;
+    plan pl;
+} import_job;
+
+/* The stored documents under every key the batch's dedup records of table `tab` name. */
+static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *tabs, int tab,
+                       tr_err *e) {
+    const store_batch *b = ij->b;
+    size_t n = 0;
+    for (size_t i = 0; i < b->nrecords; i++)
+        n += b->streams[b->records[i].stream].dedup && map[b->records[i].stream] == tab;
+    pg_array_start(&s->keys, n);
+    for (size_t i = 0; i < b->nrecords; i++) {
+        const store_record *rec = &b->records[i];
+        if (b->streams[rec->stream].dedup && map[rec->stream] == tab)
+            pg_array_item(&s->keys, b->keys + rec->key_off, rec->key_len);
+    }
+    pg_params p = {0};
+    pgp_i64(&p, tabs[tab].ix);
+    pgp_bytea_array(&p, &s->keys);
+    PGresult *r = pg_exec(s->w,
+                          "SELECT d.key, d.id, d.creation_time"
+                          " FROM (SELECT DISTINCT key FROM unnest($2::bytea[]) u(key)) k"
+                          " JOIN documents d ON d.ix = $1 AND d.key = k.key",
+                          &p, e);
+    if (!r) return -1;
+    for (int row = 0; row < PQntuples(r); row++) {
+        size_t klen, idlen;
+        const char *k = pg_val(r, row, 0, &klen);
+        const char *id = pg_val(r, row, 1, &idlen);
+        unsigned char *kc = arena_alloc(s->job_arena, klen ? klen : 1);
+        memcpy(kc, k, klen);
+        plan_doc *d = plan_add(&ij->pl, tab, kc, klen);
+        d->state = D_KEEP;
+        d->stored = 1;
+        d->ct = pg_f64(r, row, 2);
+        if (idlen == DOCID_INTERNAL_LEN) memcpy(d->id, id, idlen);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int plan_append(pg_store *s, import_job *ij, pg_table *tabs, int tab,
+                       const store_record *rec, int64_t ts, tr_err *e) {
+    pg_table *t = &tabs[tab];
+    const char *doc = ij->b->docs + rec->doc_off;
+    unsigned char *k = NULL;
+    size_t klen = 0;
+    if (t->has_index) {
+        if (table_key(s, t, e) != 0) return -1;
+        arena_reset(s->doc_arena);
+        if (store_doc_key(t->key, doc, rec->doc_len, s->doc_arena, &s->key, e) != 0) return -1;
+        klen = s->key.len;
+        k = arena_alloc(s->job_arena, klen ? klen : 1);
+        memcpy(k, s->key.p, klen);
+    }
+    plan_doc *d = plan_new_doc(&ij->pl, tabs, tab, k, klen, ts);
+    d->doc = doc;
+    d->len = rec->doc_len;
+    ij->r->inserted++;
+    return 0;
+}
+
+static void plan_delete(pg_table *tabs, plan_doc *d, store_import_result *r) {
+    d->state = D_DELETED;
+    tabs[d->tab].count_delta--;
+    r->deleted++;
+}
+
+/* A dedup record: replace the oldest live document with its key (delete the others), or
+ * insert; a deletion deletes them all. */
+static void plan_dedup(import_job *ij, pg_table *tabs, int tab, const store_record *rec,
+                       int64_t ts) {
+    plan *pl = &ij->pl;
+    const unsigned char *k = ij->b->keys + rec->key_off;
+    plan_slot *sl = plan_slot_of(pl, tab, k, rec->key_len);
+    int oldest = -1;
+    for (int i = sl->first; i >= 0; i = pl->docs[i].next)
+        if (pl->docs[i].state != D_DELETED && (oldest < 0 || pl->docs[i].ct < pl->docs[oldest].ct))
+            oldest = i;
+    if (!rec->deleted && oldest < 0) {
+        plan_doc *d = plan_new_doc(pl, tabs, tab, k, rec->key_len, ts);
+        d->doc = ij->b->docs + rec->doc_off;
+        d->len = rec->doc_len;
+        ij->r->inserted++;
+        return;
+    }
+    for (int i = sl->first; i >= 0; i = pl->docs[i].next) {
+        plan_doc *d = &pl->docs[i];
+        if (d->state == D_DELETED) continue;
+        if (i == oldest && !rec->deleted) {
+            if (d->stored) d->state = D_REPLACED;
+            d->doc = ij->b->docs + rec->doc_off;
+            d->len = rec->doc_len;
+            ij->r->replaced++;
+        } else {
+            plan_delete(tabs, d, ij->r);
+        }
+    }
+}
+
+/* Every decision into the stage, then applied by one statement. */
+static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
+                      tr_err *e) {
+    pg_copy_start(&s->copy);
+    size_t rows = 0;
+    for (size_t i = 0; i < ij->pl.ndocs; i++) {
+        const plan_doc *d = &ij->pl.docs[i];
+        int op = d->state == D_REPLACED  ? OP_REPLACE
+                 : d->state == D_NEW     ? OP_INSERT
+                 : d->state == D_DELETED && d->stored ? OP_DELETE
+                                                     : -1;
+        if (op < 0) continue;
+        const pg_table *t = &tabs[d->tab];
+        pg_copy_row(&s->copy, 7);
+        pg_copy_i64(&s->copy, op);
+        pg_copy_i64(&s->copy, t->tablet);
+        pg_copy_bytes(&s->copy, d->id, DOCID_INTERNAL_LEN);
+        pg_copy_f64(&s->copy, d->ct);
+        pg_copy_bytes(&s->copy, op == OP_DELETE ? NULL : d->doc, d->len);
+        if (t->has_index && d->key) pg_copy_i64(&s->copy, t->ix);
+        else pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_bytes(&s->copy, t->has_index ? d->key : NULL, d->klen);
+        rows++;
+    }
+    if (rows == 0) return 0;
+    if (pg_copy_send(s->w, pg_copy_stage, &s->copy, e) != 0) return -1;
+    pg_params p = {0};
+    pgp_i64(&p, ts);
+    return pg_run(s->w, pg_apply, &p, e);
+}
+
+static int import_check_index(pg_store *s, const pg_table *t, const store_stream *st,
+                              tr_err *e) {
+    if (!t->exists || !t->has_index)
+        return err_set(e, 400, "IndexNotFoundError", "Index %s" PG_INDEX_SUFFIX " not found.",
+                       st->table);
+    if (!t->index_ready)
+        return err_set(e, 400, "IndexBackfillingError",
+                       "Index %s" PG_INDEX_SUFFIX
+                       " is currently backfilling and not available to query yet.",
+                       st->table);
+    buf_reset(&s->key);
+    pkey_canonical(&st->key, &s->key);
+    if (strcmp(s->key.p, t->fields) != 0)
+        return err_set(e, 400, "PrimaryKeyMismatch",
+                       "The primary key %s of stream %s does not match the fields %s of index "
+                       "%s" PG_INDEX_SUFFIX ".",
+                       s->key.p, st->table, t->fields, st->table);
+    return 0;
+}
+
+/* Loads every table that has records (streams naming the same table share one entry);
+ * map[stream] = index into tabs, or -1 for a stream without records. */
+static int import_tables(pg_store *s, const store_batch *b, int *map, pg_table *tabs,
+                         size_t *ntabs, tr_err *e) {
+    for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;
+    *ntabs = 0;
+    for (size_t i = 0; i < b->nrecords; i++) {
+        uint32_t si = b->records[i].stream;
+        if (si >= b->nstreams)
+            return err_set(e, 500, "StorageError", "Record %zu names stream %u of %zu", i, si,
+                           b->nstreams);
+        if (map[si] >= 0) continue;
+        const char *name = b->streams[si].table;
+        for (size_t k = 0; k < *ntabs && map[si] < 0; k++)
+            if (strcmp(tabs[k].name, name) == 0) map[si] = (int)k;
+        if (map[si] >= 0) continue;
+        if (table_load(s, name, &tabs[*ntabs], e) != 0) return -1;
+        map[si] = (int)(*ntabs)++;
+    }
+    return 0;
+}
+
+static int import_shapes_merge(pg_store *s, import_job *ij, const int *map,
+                               const pg_table *tabs, tr_err *e) {
+    for (size_t i = 0; i < ij->b->nstreams; i++) {
+        if (!ij->shapes[i] || map[i] < 0) continue;
+        pg_shape *sh = shape_of(s, tabs[map[i]].tablet, e);
+        if (!sh) return -1;
+        int changed = 0;
+        shape_merge(sh->sh, ij->shapes[i], &changed);
+        sh->dirty |= changed;
+    }
+    return 0;
+}
+
+static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    import_job *ij = (import_job *)job;
+    const store_batch *b = ij->b;
+    *ij->r = (store_import_result){0, 0, 0};
+    arena_reset(s->job_arena);
+    ij->pl.ndocs = 0;
+    int *map = arena_alloc(s->job_arena, b->nstreams * sizeof *map);
+    pg_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
+    size_t ntabs;
+    if (import_tables(s, b, map, tabs, &ntabs, e) != 0) return -1;
+    for (size_t i = 0; i < b->nstreams; i++)
+        if (map[i] >= 0 && b->streams[i].dedup &&
+            import_check_index(s, &tabs[map[i]], &b->streams[i], e) != 0)
+            return -1;
+    for (size_t k = 0; k < ntabs; k++)
+        if (!tabs[k].exists && table_create(s, &tabs[k], ts, e) != 0) return -1;
+
+    size_t nslots = 16;
+    while (nslots < 2 * b->nrecords + 16) nslots *= 2;
+    ij->pl.nslots = nslots;
+    ij->pl.slots = arena_alloc(s->job_arena, nslots * sizeof *ij->pl.slots);
+    memset(ij->pl.slots, 0, nslots * sizeof *ij->pl.slots);
+    for (size_t k = 0; k < ntabs; k++) {
+        int dedup = 0;
+        for (size_t i = 0; i < b->nstreams; i++) dedup |= map[i] == (int)k && b->streams[i].dedup;
+        if (dedup && plan_lookup(s, ij, map, tabs, (int)k, e) != 0) return -1;
+    }
+    for (size_t i = 0; i < b->nrecords; i++) {
+        const store_record *rec = &b->records[i];
+        int tab = map[rec->stream];
+        if (!b->streams[rec->stream].dedup) {
+            if (plan_append(s, ij, tabs, tab, rec, ts, e) != 0) return -1;
+        } else {
+            plan_dedup(ij, tabs, tab, rec, ts);
+        }
+    }
+    if (plan_apply(s, ij, tabs, ts, e) != 0) return -1;
+    for (size_t k = 0; k < ntabs; k++)
+        if (table_save(s, &tabs[k], e) != 0) return -1;
+    return import_shapes_merge(s, ij, map, tabs, e);
+}
+
+static int pg_import(store *st, const store_batch *b, store_import_result *r, tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    if (writable(s, e) != 0) return -1;
+    import_job j = {.base = {.run = import_run, .stamped = 1}, .b = b, .r = r};
+    int rc = batch_shapes(b, &j.shapes, e) == 0 ? queue_run(s, &j.base, e) : -1;
+    batch_shapes_free(b, j.shapes);
+    free(j.pl.docs);
+    if (rc != 0) *r = (store_import_result){0, 0, 0};
+    return rc;
+}
+
+/* ---- clear_tables ---- */
+
+typedef struct clear_job {
+    wq_job base;
+    const char *const *names;
+    size_t n;
+    uint64_t cleared;
+} clear_job;
+
+/* Swaps in a fresh empty generation; the old one stays readable until reclaimed. */
+static int clear_one(pg_store *s, const char *name, int64_t ts, uint64_t *cleared, tr_err *e) {
+    pg_table t;
+    if (table_load(s, name, &t, e) != 0) return -1;
+    if (!t.exists) return table_create(s, &t, ts, e);
+    pg_params p = {0};
+    pgp_i64(&p, t.tablet);
+    pgp_i64(&p, ts);
+    pgp_i64(&p, t.number);
+    /* listed twice: the second time finds the generation this job created, and keeps it */
+    PGresult *r = pg_exec(s->w,
+                          "WITH old AS (UPDATE tablets SET dropped_ts = $2"
+                          "             WHERE id = $1 AND created_ts <> $2 RETURNING doc_count),"
+                          " g AS (INSERT INTO tablets(table_number, created_ts)"
+                          "       SELECT $3, $2 FROM old RETURNING id),"
+                          " sw AS (UPDATE tables SET tablet = g.id FROM g WHERE number = $3),"
+                          " sh AS (DELETE FROM shapes WHERE tablet = $1 AND EXISTS"
+                          "        (SELECT 1 FROM old))"
+                          " SELECT doc_count FROM old",
+                          &p, e);
+    if (!r) return -1;
+    int swapped = PQntuples(r) == 1;
+    if (swapped) *cleared += (uint64_t)pg_i64(r, 0, 0);
+    PQclear(r);
+    if (swapped) shape_forget(s, t.tablet);
+    if (!swapped || !t.has_index) return 0;
+    int64_t ix;
+    if (index_instance(s, &ix, e) != 0) return -1;
+    pg_params q = {0};
+    pgp_i64(&q, t.number);
+    pgp_i64(&q, ix);
+    return pg_run(s->w,
+                  "UPDATE pk_indexes SET ix = $2, state = 'ready', cursor = NULL, end_id = NULL"
+                  " WHERE table_number = $1",
+                  &q, e);
+}
+
+static int clear_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    clear_job *cj = (clear_job *)job;
+    cj->cleared = 0;
+    arena_reset(s->job_arena);
+    for (size_t i = 0; i < cj->n; i++)
+        if (clear_one(s, cj->names[i], ts, &cj->cleared, e) != 0) return -1;
+    job->kick = 1;
+    return 0;
+}
+
+static int pg_clear_tables(store *st, const char *const *tables, size_t n, uint64_t *cleared,
+                           tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    if (writable(s, e) != 0) return -1;
+    clear_job j = {.base = {.run = clear_run, .stamped = 1}, .names = tables, .n = n};
+    if (queue_run(s, &j.base, e) != 0) return -1;
+    *cleared = j.cleared;
+    return 0;
+}
+
+/* ---- primary key indexes ---- */
+
+typedef struct index_job {
+    wq_job base;
+    const store_index_req *reqs;
+    size_t n;
+} index_job;
+
+static int index_one(pg_store *s, const store_index_req *req, int64_t ts, int *kick, tr_err *e) {
+    pg_table t;
+    if (table_load_or_create(s, req->table, &t, ts, e) != 0) return -1;
+    buf_reset(&s->key);
+    pkey_canonical(&req->key, &s->key);
+    if (t.has_index && strcmp(t.fields, s->key.p) == 0) return 0;
+    int64_t ix;
+    if (index_instance(s, &ix, e) != 0) return -1;
+    pg_params p = {0};
+    pgp_i64(&p, t.number);
+    pgp_i64(&p, ix);
+    pgp_text(&p, s->key.p, s->key.len);
+    pgp_i64(&p, t.tablet);
+    /* end_id: the last document a backfill must visit; later ones get their entries from
+     * the writes that insert them, so the build never chases a growing table */
+    PGresult *r = pg_exec(s->w,
+                          "WITH last AS (SELECT (SELECT id FROM documents WHERE tablet = $4"
+                          "              ORDER BY id DESC LIMIT 1) AS id)"
+                          " INSERT INTO pk_indexes(table_number, ix, fields, state, cursor, end_id)"
+                          " SELECT $1, $2, $3,"
+                          "   CASE WHEN id IS NULL THEN 'ready' ELSE 'backfilling' END, NULL, id"
+                          " FROM last"
+                          " ON CONFLICT (table_number) DO UPDATE SET ix = excluded.ix,"
+                          "   fields = excluded.fields, state = excluded.state, cursor = NULL,"
+                          "   end_id = excluded.end_id"
+                          " RETURNING state = 'backfilling'",
+                          &p, e);
+    if (!r) return -1;
+    *kick |= pg_i64(r, 0, 0) != 0;
+    PQclear(r);
+    return 0;
+}
+
+static int index_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    index_job *ij = (index_job *)job;
+    arena_reset(s->job_arena);
+    for (size_t i = 0; i < ij->n; i++)
+        if (index_one(s, &ij->reqs[i], ts, &job->kick, e) != 0) return -1;
+    return 0;
+}
+
+static int pg_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_err *e) {
+    pg_store *s = (pg_store *)st;
+    if (writable(s, e) != 0) return -1;
+    index_job j = {.base = {.run = index_run, .stamped = 1}, .reqs = reqs, .n = n};
+    return queue_run(s, &j.base, e);
+}
+
+/* ---- background work: one step per job, all progress in the database ---- */
+
+/* Indexes the next chunk of the first backfilling index's documents, up to end_id, and
+ * marks the index ready once it has seen them all. */
+static int backfill_step(pg_store *s, int *more, tr_err *e) {
+    *more = 0;
+    PGresult *r = pg_exec(s->w,
+                          "SELECT p.table_number, p.ix, p.fields, p.cursor, p.end_id, t.tablet"
+                          " FROM pk_indexes p JOIN tables t ON t.number = p.table_number"
+                          " WHERE p.state = 'backfilling' ORDER BY p.table_number LIMIT 1",
+                          NULL, e);
+    if (!r) return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return 0;
+    }
+    *more = 1;
+    int64_t number = pg_i64(r, 0, 0), ix = pg_i64(r, 0, 1), tablet = pg_i64(r, 0, 5);
+    arena_reset(s->job_arena);
+    size_t n, clen, elen;
+    const char *f = pg_val(r, 0, 2, &n);
+    f = arena_strndup(s->job_arena, f, n);
+    pkey k;
+    int rc = store_index_key(f, n, s->job_arena, &k, e);
+    const char *cur = pg_val(r, 0, 3, &clen);
+    const char *end = pg_val(r, 0, 4, &elen);
+    int no_end = pg_isnull(r, 0, 4);
+    pg_params p = {0};
+    pgp_i64(&p, tablet);
+    pgp_bytes(&p, cur, pg_isnull(r, 0, 3) ? 0 : clen);
+    pgp_bytes(&p, end, elen);
+    pgp_i64(&p, PG_BACKFILL_CHUNK);
+    PGresult *docs = rc == 0 && !no_end
+                         ? pg_exec(s->w,
+                                   "SELECT id, value FROM documents WHERE tablet = $1"
+                                   " AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+                                   &p, e)
+                         : NULL;
+    PQclear(r);
+    if (rc != 0 || (!no_end && !docs)) return -1;
+    int rows = docs ? PQntuples(docs) : 0;
+    pg_copy_start(&s->copy);
+    for (int i = 0; i < rows && rc == 0; i++) {
+        size_t idlen, vlen;
+        const char *id = pg_val(docs, i, 0, &idlen);
+        const char *v = pg_val(docs, i, 1, &vlen);
+        arena_reset(s->doc_arena);
+        rc = store_doc_key(&k, v, vlen, s->doc_arena, &s->key, e);
+        pg_copy_row(&s->copy, 7);
+        pg_copy_i64(&s->copy, OP_ENTRY);
+        pg_copy_i64(&s->copy, tablet);
+        pg_copy_bytes(&s->copy, id, idlen);
+        pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_i64(&s->copy, ix);
+        pg_copy_bytes(&s->copy, s->key.p, s->key.len);
+    }
+    if (rc == 0 && rows > 0) {
+        pg_params q = {0};
+        size_t idlen;
+        const char *last = pg_val(docs, rows - 1, 0, &idlen);
+        pgp_i64(&q, number);
+        pgp_bytes(&q, last, idlen);
+        rc = pg_copy_send(s->w, pg_copy_stage, &s->copy, e) == 0 &&
+                     pg_run(s->w,
+                            "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key)"
+                            " UPDATE documents d SET ix = s.ix, key = s.key FROM s"
+                            " WHERE d.tablet = s.tablet AND d.id = s.id",
+                            NULL, e) == 0 &&
+                     pg_run(s->w, "UPDATE pk_indexes SET cursor = $2 WHERE table_number = $1",
+                            &q, e) == 0
+                 ? 0
+                 : -1;
+    }
+    PQclear(docs);
+    if (rc != 0 || rows == PG_BACKFILL_CHUNK) return rc;
+    pg_params q = {0};
+    pgp_i64(&q, number);
+    return pg_run(s->w,
+                  "UPDATE pk_indexes SET state = 'ready', cursor = NULL WHERE table_number = $1",
+                  &q, e);
+}
+
+/* Deletes one chunk of what no reader can need: documents of generations dropped before
+ * the horizon, versions replaced before it, change-log rows older than it. The horizon
+ * reached is recorded (meta.reclaim_floor) in the same transaction, for readers. */
+static int reclaim_step(pg_store *s, int *more, tr_err *e) {
+    int64_t now = clock_ns();
+    int64_t horizon = (now > s->last_ts ? now : s->last_ts) - s->retention_ns;
+    static const char *const sql[] = {
+        "WITH g AS (SELECT id FROM tablets WHERE dropped_ts < $1 ORDER BY dropped_ts LIMIT 1),"
+        " d AS (DELETE FROM documents WHERE tablet = (SELECT id FROM g) AND id = ANY(ARRAY("
+        "   SELECT id FROM documents WHERE tablet = (SELECT id FROM g) ORDER BY id LIMIT $2))"
+        "   RETURNING 1)"
+        " SELECT (SELECT id FROM g), (SELECT count(*) FROM d)",
+        "DELETE FROM history WHERE ctid = ANY(ARRAY("
+        " SELECT ctid FROM history WHERE valid_to < $1 LIMIT $2))",
+        "DELETE FROM changes WHERE ctid = ANY(ARRAY("
+        " SELECT ctid FROM changes WHERE ts < $1 LIMIT $2))",
+    };
+    int64_t deleted = 0;
+    *more = 0;
+    for (int i = 0; i < 3; i++) {
+        pg_params p = {0};
+        pgp_i64(&p, horizon);
+        pgp_i64(&p, PG_RECLAIM_CHUNK);
+        PGresult *r = pg_exec(s->w, sql[i], &p, e);
+        if (!r) return -1;
+        int64_t n = i == 0 ? pg_i64(r, 0, 1) : atoll(PQcmdTuples(r));
+        int64_t gone = i == 0 && !pg_isnull(r, 0, 0) && n < PG_RECLAIM_CHUNK ? pg_i64(r, 0, 0) : 0;
+        PQclear(r);
+        deleted += n;
+        *more |= n == PG_RECLAIM_CHUNK;
+        if (gone) {
+            /* the generation is empty now: forget it and its shape */
+            pg_params q = {0};
+            pgp_i64(&q, gone);
+            if (pg_run(s->w, "WITH t AS (DELETE FROM tablets WHERE id = $1)"
+                             " DELETE FROM shapes WHERE tablet = $1", &q, e) != 0)
+                return -1;
+            *more = 1;
+        }
+    }
+    if (deleted == 0) return 0;
+    pg_params p = {0};
+    pgp_i64(&p, horizon);
+    return pg_run(s->w, "UPDATE meta SET value = greatest(value, $1) WHERE key = 'reclaim_floor'",
+                  &p, e);
+}
+
+typedef struct maint_job {
+    wq_job base;
+    int backfill; /* else reclaim */
+    int more;
+} maint_job;
+
+static int maint_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
+    (void)ts;
+    pg_store *s = (pg_store *)st;
+    maint_job *mj = (maint_job *)job;
+    return mj->backfill ? backfill_step(s, &mj->more, e) : reclaim_step(s, &mj->more, e);
+}
+
+static int bg_step(pg_store *s, int backfill) {
+    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .backfill = backfill};
+    tr_err e;
+    if (queue_run(s, &j.base, &e) != 0) {
+        fprintf(stderr, "tributary: background %s: %s\n",
+                backfill ? "index backfill" : "space reclaim", e.message);
+        return 0;
+    }
+    return j.more;
+}
+
+/* Whether any index is backfilling, asked without the commit lock (cheap enough to ask
+ * every few seconds: this is how a backfill left by a dead process gets picked up). */
+static int backfill_waiting(pg_store *s) {
+    tr_err e;
+    PGconn *c = pg_reader_get(s, &e);
+    if (!c) return 0;
+    PGresult *r = pg_exec(c, "SELECT 1 FROM pk_indexes WHERE state = 'backfilling' LIMIT 1",
+                          NULL, &e);
+    int waiting = r && PQntuples(r) > 0;
+    PQclear(r);
+    pg_reader_put(s, c);
+    return waiting;
+}
+
+static void *bg_main(void *arg) {
+    pg_store *s = arg;
+    struct timespec last_reclaim = {0, 0};
+    pthread_mutex_lock(&s->bgmu);
+    while (!s->bg_stop) {
+        int kicked = s->bg_kick;
+        s->bg_kick = 0;
+        pthread_mutex_unlock(&s->bgmu);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int more = (kicked || backfill_waiting(s)) && bg_step(s, 1);
+        if (kicked || now.tv_sec - last_reclaim.tv_sec >= PG_RECLAIM_S) {
+            last_reclaim = now;
+            more |= bg_step(s, 0);
+        }
+        pthread_mutex_lock(&s->bgmu);
+        if (more || s->bg_kick || s->bg_stop) continue;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += PG_POLL_S;
+        pthread_cond_timedwait(&s->bgcv, &s->bgmu, &until);
+    }
+    pthread_mutex_unlock(&s->bgmu);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+/* Creates or checks the schema. Serialised across processes by a session lock, since
+ * concurrent CREATE ... IF NOT EXISTS can still collide. */
+static int schema_setup(PGconn *c, int readonly, tr_err *e) {
+    int64_t version = 0;
+    if (readonly) {
+        PGresult *r = pg_exec(c, "SELECT 1 FROM pg_namespace WHERE nspname = 'tributary'",
+                              NULL, e);
+        if (!r) return -1;
+        int found = PQntuples(r) == 1;
+        PQclear(r);
+        if (!found)
+            return err_set(e, 500, "StorageError",
+                           "The database holds no tributary data (no schema 'tributary')");
+    } else {
+        if (pg_run(c, "SELECT pg_advisory_lock(7596902372845318402)", NULL, e) != 0) return -1;
+        pg_params p = {0};
+        pgp_i64(&p, clock_ns());
+        int rc = pg_run(c, pg_schema, NULL, e) == 0 &&
+                         /* a new database starts at the clock: a cursor of 0 means "none" to
+                          * some clients */
+                         pg_run(c,
+                                "INSERT INTO meta(key, value) VALUES ('last_ts', $1)"
+                                " ON CONFLICT (key) DO NOTHING",
+                                &p, e) == 0
+                     ? 0
+                     : -1;
+        tr_err ignored;
+        pg_run(c, "SELECT pg_advisory_unlock(7596902372845318402)", NULL, &ignored);
+        if (rc != 0) return -1;
+    }
+    if (meta_i64(c, "schema_version", &version, e) != 0) return -1;
+    if (version != PG_SCHEMA_VERSION)
+        return err_set(e, 500, "StorageError",
+                       "The database has tributary schema version %lld; this build reads "
+                       "version %d",
+                       (long long)version, PG_SCHEMA_VERSION);
+    return 0;
+}
+
+static void pg_close(store *st) {
+    pg_store *s = (pg_store *)st;
+    if (s->bg_running) {
+        pthread_mutex_lock(&s->bgmu);
+        s->bg_stop = 1;
+        pthread_cond_signal(&s->bgcv);
+        pthread_mutex_unlock(&s->bgmu);
+        pthread_join(s->bg, NULL);
+    }
+    PQfinish(s->w);
+    for (size_t i = 0; i < s->nreaders; i++) PQfinish(s->readers[i]);
+    free(s->readers);
+    shapes_drop(s);
+    free(s->shapes);
+    arena_free(s->job_arena);
+    arena_free(s->doc_arena);
+    buf_free(&s->key);
+    buf_free(&s->copy);
+    buf_free(&s->keys);
+    buf_free(&s->text);
+    wq_destroy(&s->q);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_mutex_destroy(&s->bgmu);
+    pthread_cond_destroy(&s->bgcv);
+    free(s->url);
+    free(s);
+}
+
+static const store_ops pg_ops = {
+    .close = pg_close,
+    .import = pg_import,
+    .clear_tables = pg_clear_tables,
+    .add_indexes = pg_add_indexes,
+    .indexes_ready = pg_indexes_ready,
+    .export_table = pg_export_table,
+    .list_snapshot = pg_list_snapshot,
+    .document_deltas = pg_document_deltas,
+    .table_shapes = pg_table_shapes,
+};
+
+int store_pg_open(const store_config *c, store **out, tr_err *e) {
+    pg_store *s = xcalloc(1, sizeof *s);
+    s->base.ops = &pg_ops;
+    s->url = xstrdup(c->database_url);
+    s->readonly = c->readonly;
+    s->retention_ns = c->retention_ns;
+    s->job_arena = arena_new();
+    s->doc_arena = arena_new();
+    wq_init(&s->q);
+    pthread_mutex_init(&s->rmu, NULL);
+    pthread_mutex_init(&s->bgmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->bgcv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    PGconn *setup = pg_connect(s->url, e);
+    int rc = setup ? schema_setup(setup, s->readonly, e) : -1;
+    if (rc == 0) pg_reader_put(s, setup);
+    else PQfinish(setup);
+    if (rc == 0 && !s->readonly) rc = writer_ready(s, e);
+    if (rc == 0 && !s->readonly) {
+        if (pthread_create(&s->bg, NULL, bg_main, s) != 0)
+            rc = err_set(e, 500, "StorageError", "Cannot start the background thread");
+        else
+            s->bg_running = 1;
+    }
+    if (rc != 0) {
+        pg_close(&s->base);
+        return -1;
+    }
+    *out = &s->base;
+    return 0;
+}

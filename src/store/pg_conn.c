@@ -1,0 +1,241 @@
+/*
+ * pg_conn.c — the libpq plumbing of the PostgreSQL engine (pg_impl.h).
+ *
+ * Kept apart from pg.c and pg_read.c so that neither deals with wire formats: values go
+ * out as binary parameters and come back as binary results (exact int8/float8/bytea, no
+ * text escaping or parsing), bulk rows go in as binary COPY, and every failure becomes
+ * the store's error with one classification of what a retry may cure.
+ */
+#include "store/pg_impl.h"
+
+#include <endian.h>
+#include <stdio.h>
+#include <string.h>
+
+/* type oids (catalog/pg_type_d.h is not part of libpq-dev) */
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+#define OID_FLOAT8 701
+#define OID_BYTEA_ARRAY 1001
+
+static const char pg_session[] =
+    "SET search_path = tributary; SET synchronous_commit = on;"
+    " SET client_min_messages = warning; SET jit = off";
+
+/* Connection-level failures: the server is gone, restarting, or refusing connections. */
+static int retryable_state(const char *state) {
+    if (!state) return 0;
+    static const char *const codes[] = {"57P01", "57P02", "57P03", "53300", "40001",
+                                        "40P01", "55P03", "25006", NULL};
+    if (strncmp(state, "08", 2) == 0) return 1;
+    for (int i = 0; codes[i]; i++)
+        if (strcmp(state, codes[i]) == 0) return 1;
+    return 0;
+}
+
+/* libpq messages end with a newline; the store's messages do not. */
+static void message(const char *m, char *out, size_t n) {
+    snprintf(out, n, "%s", m && *m ? m : "unknown error");
+    size_t len = strlen(out);
+    while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = 0;
+}
+
+int pg_error(PGconn *c, const PGresult *r, const char *what, tr_err *e) {
+    char m[400];
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = r ? PQresultErrorMessage(r) : NULL;
+    if (!text || !*text) text = c ? PQerrorMessage(c) : NULL;
+    message(text, m, sizeof m);
+    if (!c || PQstatus(c) != CONNECTION_OK || retryable_state(state))
+        return err_set(e, 503, "DatabaseUnavailable", "PostgreSQL: %s: %s", what, m);
+    return err_set(e, 500, "StorageError", "PostgreSQL: %s: %s", what, m);
+}
+
+PGconn *pg_connect(const char *url, tr_err *e) {
+    PGconn *c = PQconnectdb(url);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        char m[400];
+        message(c ? PQerrorMessage(c) : "out of memory", m, sizeof m);
+        err_set(e, 503, "DatabaseUnavailable", "Cannot connect to PostgreSQL: %s", m);
+        PQfinish(c);
+        return NULL;
+    }
+    if (pg_run(c, pg_session, NULL, e) != 0) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+int pg_alive(PGconn *c) {
+    return c && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
+static void add(pg_params *p, const void *v, int len, int format, Oid type) {
+    p->values[p->n] = v;
+    p->lengths[p->n] = len;
+    p->formats[p->n] = format;
+    p->types[p->n] = type;
+    p->n++;
+}
+
+void pgp_i64(pg_params *p, int64_t v) {
+    uint64_t be = htobe64((uint64_t)v);
+    memcpy(p->num[p->n], &be, 8);
+    add(p, p->num[p->n], 8, 1, OID_INT8);
+}
+
+void pgp_f64(pg_params *p, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    bits = htobe64(bits);
+    memcpy(p->num[p->n], &bits, 8);
+    add(p, p->num[p->n], 8, 1, OID_FLOAT8);
+}
+
+void pgp_bytes(pg_params *p, const void *v, size_t len) {
+    add(p, v, (int)len, 1, OID_BYTEA);
+}
+
+void pgp_text(pg_params *p, const char *v, size_t len) {
+    add(p, v, (int)len, 1, OID_TEXT);
+}
+
+/* ---- bytea[] parameters (the binary array format: dimensions, then items) ---- */
+
+static void put32(buf *b, uint32_t v) {
+    v = htobe32(v);
+    buf_append(b, &v, 4);
+}
+
+void pg_array_start(buf *b, size_t n) {
+    buf_reset(b);
+    put32(b, 1);               /* dimensions */
+    put32(b, 0);               /* no NULLs */
+    put32(b, OID_BYTEA);       /* element type */
+    put32(b, (uint32_t)n);     /* length */
+    put32(b, 1);               /* lower bound */
+}
+
+void pg_array_item(buf *b, const void *v, size_t len) {
+    put32(b, (uint32_t)len);
+    buf_append(b, v, len);
+}
+
+void pgp_bytea_array(pg_params *p, const buf *b) {
+    add(p, b->p, (int)b->len, 1, OID_BYTEA_ARRAY);
+}
+
+PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
+    PGresult *r;
+    if (p && p->n)
+        r = PQexecParams(c, sql, p->n, p->types, p->values, p->lengths, p->formats, 1);
+    else if (strchr(sql, ';'))
+        r = PQexec(c, sql); /* several statements: simple protocol, text results */
+    else
+        r = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 1);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    char what[64];
+    snprintf(what, sizeof what, "%.60s", sql);
+    pg_error(c, r, what, e);
+    PQclear(r);
+    return NULL;
+}
+
+int pg_run(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
+    PGresult *r = pg_exec(c, sql, p, e);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+int pg_isnull(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col);
+}
+
+int64_t pg_i64(const PGresult *r, int row, int col) {
+    if (PQgetisnull(r, row, col)) return 0;
+    const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+    int n = PQgetlength(r, row, col);
+    int64_t x = 0;
+    for (int i = 0; i < n && i < 8; i++) x = (int64_t)(((uint64_t)x << 8) | v[i]);
+    if (n == 4) x = (int32_t)(uint32_t)x;
+    else if (n == 2) x = (int16_t)(uint16_t)x;
+    else if (n == 1) x = (int8_t)(uint8_t)x;
+    return x;
+}
+
+double pg_f64(const PGresult *r, int row, int col) {
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8) return 0;
+    uint64_t bits;
+    memcpy(&bits, PQgetvalue(r, row, col), 8);
+    bits = be64toh(bits);
+    double d;
+    memcpy(&d, &bits, 8);
+    return d;
+}
+
+const char *pg_val(const PGresult *r, int row, int col, size_t *len) {
+    *len = (size_t)PQgetlength(r, row, col);
+    return PQgetvalue(r, row, col);
+}
+
+/* ---- binary COPY ---- */
+
+void pg_copy_start(buf *b) {
+    static const char sig[11] = "PGCOPY\n\377\r\n\0";
+    buf_reset(b);
+    buf_append(b, sig, sizeof sig);
+    put32(b, 0); /* flags */
+    put32(b, 0); /* header extension length */
+}
+
+void pg_copy_row(buf *b, int nfields) {
+    uint16_t n = htobe16((uint16_t)nfields);
+    buf_append(b, &n, 2);
+}
+
+void pg_copy_i64(buf *b, int64_t v) {
+    uint64_t be = htobe64((uint64_t)v);
+    put32(b, 8);
+    buf_append(b, &be, 8);
+}
+
+void pg_copy_f64(buf *b, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    bits = htobe64(bits);
+    put32(b, 8);
+    buf_append(b, &bits, 8);
+}
+
+void pg_copy_bytes(buf *b, const void *v, size_t len) {
+    if (!v) {
+        put32(b, 0xFFFFFFFFu);
+        return;
+    }
+    put32(b, (uint32_t)len);
+    buf_append(b, v, len);
+}
+
+int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e) {
+    uint16_t end = 0xFFFF;
+    buf_append(b, &end, 2);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        pg_error(c, r, "COPY", e);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    int ok = PQputCopyData(c, b->p, (int)b->len) == 1;
+    ok = PQputCopyEnd(c, ok ? NULL : "tributary: sending the rows failed") == 1 && ok;
+    int rc = 0;
+    while ((r = PQgetResult(c))) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) rc = pg_error(c, r, "COPY", e);
+        PQclear(r);
+    }
+    if (!ok && rc == 0) rc = pg_error(c, NULL, "COPY", e);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/*
+ * pg_impl.h — what the PostgreSQL engine's files share. Internal to src/store.
+ *
+ * The engine is three files: pg_conn.c (libpq plumbing: connecting, parameters, binary
+ * results, binary COPY, turning failures into the store's errors), pg.c (the schema, the
+ * write queue, imports, clears, indexes, background work) and pg_read.c (every read:
+ * indexes_ready, export, the streaming-export API). The multi-process design is in
+ * docs/postgres.md.
+ *
+ * Everything lives in the schema `tributary` of the database the URL names (every
+ * connection sets search_path to it). All results are asked for in binary format, so
+ * integers, doubles and bytea come back exact and without text parsing.
+ *
+ * Schema (version 1; the same model as the SQLite engine, docs/storage.md):
+ *   meta(key text PK, value bigint)          schema_version, last_ts (last commit ts),
+ *                                             next_ix, reclaim_floor (newest horizon
+ *                                             reclaim has deleted up to; readers refuse
+ *                                             timestamps below it)
+ *   tables(number bigint PK, name text UNIQUE, tablet bigint, last_creation_time float8,
+ *          next_seq bigint)
+ *   tablets(id bigserial PK, table_number bigint, created_ts bigint, dropped_ts bigint
+ *           NULL = current, doc_count bigint)
+ *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text,
+ *             ix bigint, key bytea; PK(tablet, id); index (ix, key))
+ *       `ix`/`key`: the primary key index entry of the document. `ix` is the index
+ *       instance it was computed for (pk_indexes.ix); a document whose ix is not the
+ *       index's current one has no entry yet (the backfill gives it one).
+ *   history(tablet, id, valid_from, valid_to, creation_time, value; index on valid_to)
+ *   changes(ts bigint, tablet bigint, id bytea, deleted bool; PK(ts, tablet, id))
+ *   pk_indexes(table_number bigint PK, ix bigint UNIQUE, fields text,
+ *              state text 'ready'|'backfilling', cursor bytea, end_id bytea)
+ *   shapes(tablet bigint PK, shape text)
+ */
+#ifndef TR_STORE_PG_IMPL_H
+#define TR_STORE_PG_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "store/store_impl.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#define PG_SCHEMA_VERSION 1
+#define PG_INDEX_SUFFIX "._by_airbyte_primary_key"
+
+/* ---- connections (pg_conn.c) ---- */
+
+/* Opens a connection to `url` (any libpq connection string or URI), sets search_path to
+ * the tributary schema and synchronous_commit on. NULL with 503 DatabaseUnavailable when
+ * the server cannot be reached, 500 StorageError for anything else. */
+PGconn *pg_connect(const char *url, tr_err *e);
+
+/* Whether a connection is still usable (a broken one must be closed and replaced). */
+int pg_alive(PGconn *c);
+
+/* Fills *e from a failed result (r may be NULL) and returns -1. SQLSTATE classes that a
+ * retry may cure (connection lost, server shutting down or starting, too many
+ * connections, serialization failure, deadlock, lock timeout) and a lost connection
+ * give 503 DatabaseUnavailable; everything else 500 StorageError. `what` names the
+ * operation in the message. */
+int pg_error(PGconn *c, const PGresult *r, const char *what, tr_err *e);
+
+/* Query parameters: each added value is sent in binary format. */
+#define PG_MAX_PARAMS 12
+typedef struct pg_params {
+    int n;
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
+    Oid types[PG_MAX_PARAMS];
+    char num[PG_MAX_PARAMS][8]; /* storage for the big-endian numbers */
+} pg_params;
+
+void pgp_i64(pg_params *p, int64_t v);                    /* int8 */
+void pgp_f64(pg_params *p, double v);                     /* float8 */
+void pgp_bytes(pg_params *p, const void *v, size_t len);  /* bytea; v NULL: SQL NULL */
+void pgp_text(pg_params *p, const char *v, size_t len);   /* text; v NULL: SQL NULL */
+/* A bytea[] parameter: pg_array_start(b, n), n times pg_array_item, then pgp_bytea_array
+ * (b must outlive the call that uses p). */
+void pg_array_start(buf *b, size_t n);
+void pg_array_item(buf *b, const void *v, size_t len);
+void pgp_bytea_array(pg_params *p, const buf *b);
+
+/* Runs one statement (params may be NULL), results in binary format. Returns the
+ * result (PGRES_TUPLES_OK or PGRES_COMMAND_OK; PQclear it) or NULL with *e filled. */
+PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
+/* The same when no rows are wanted. */
+int pg_run(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
+
+/* Binary result values. */
+int pg_isnull(const PGresult *r, int row, int col);
+int64_t pg_i64(const PGresult *r, int row, int col);   /* int8 (also int4, bool) */
+double pg_f64(const PGresult *r, int row, int col);    /* float8 */
+/* bytea or text; sets *len, so never use *len in the same call (argument order is
+ * unspecified in C): take the pointer first. */
+const char *pg_val(const PGresult *r, int row, int col, size_t *len);
+
+/* Binary COPY: pg_copy_start writes the header into `b`; per row pg_copy_row with its
+ * number of fields, then one pg_copy_* per field; pg_copy_send adds the trailer and runs
+ * `sql` ("COPY t(...) FROM STDIN (FORMAT binary)") with b as its data. */
+void pg_copy_start(buf *b);
+void pg_copy_row(buf *b, int nfields);
+void pg_copy_i64(buf *b, int64_t v);
+void pg_copy_f64(buf *b, double v);
+void pg_copy_bytes(buf *b, const void *v, size_t len); /* bytea or text; v NULL: NULL */
+int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e);
+
+/* ---- the engine (pg.c) ---- */
+
+typedef struct pg_store pg_store;
+
+/* A connection for one read transaction, from the pool (a new one when the pool is
+ * empty); pg_reader_put gives it back, or closes it when it broke. */
+PGconn *pg_reader_get(pg_store *s, tr_err *e);
+void pg_reader_put(pg_store *s, PGconn *c);
+int64_t pg_retention_ns(const pg_store *s);
+
+/* ---- reads (pg_read.c); each is one REPEATABLE READ, READ ONLY transaction ---- */
+
+int pg_indexes_ready(store *st, const char *const *tables, size_t n, int *ready, tr_err *e);
+int pg_export_table(store *st, const char *table, store_doc_fn fn, void *ctx, tr_err *e);
+int pg_list_snapshot(store *st, const store_snapshot_req *rq, store_value_fn fn, void *ctx,
+                     store_snapshot_page *out, tr_err *e);
+int pg_document_deltas(store *st, const store_deltas_req *rq, store_value_fn fn, void *ctx,
+                       store_deltas_page *out, tr_err *e);
+int pg_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e);
+
+#endif
