@@ -13,9 +13,10 @@
  * - Within a process, writes go through the group-commit queue (wqueue.h): the leader
  *   runs every waiting job in one transaction, one lock acquisition and one commit.
  * - Bulk paths: a job decides in C, from the batch and one lookup of the keys it names,
- *   what happens to each document (insert, replace, delete), sends those decisions with
- *   one binary COPY into a temporary stage table, and applies them with one set-based
- *   statement (history rows, updates, deletes, inserts and change-log rows together).
+ *   what happens to each document (insert, replace, delete). New documents and
+ *   change-log rows go in by binary COPY; replaces and deletes go by COPY into a
+ *   temporary stage table and are applied by one set-based statement (history rows,
+ *   updates and deletes together).
  * - Background work (index backfill, space reclaim) runs as jobs in short transactions
  *   under the same lock, with all progress in the database: a backfill is continued by
  *   whichever process looks next, so it survives the death of the one that started it.
@@ -112,8 +113,8 @@ static const char pg_writer_session[] =
     "SET enable_seqscan = off; SET enable_bitmapscan = off;"
     " SET enable_hashjoin = off; SET enable_mergejoin = off";
 
-/* The writer's stage: one job's decisions, consumed by the statement that applies them
- * (op: 0 insert, 1 replace, 2 delete, 3 set the index entry). */
+/* The writer's stage: rows to change in documents, consumed by the statement that applies
+ * them (op: 1 replace, 2 delete, 3 set the index entry; 0, insert, goes in by COPY). */
 static const char pg_stage[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage("
     "  op bigint NOT NULL, tablet bigint NOT NULL, id bytea NOT NULL, ct float8,"
@@ -124,20 +125,21 @@ enum { OP_INSERT, OP_REPLACE, OP_DELETE, OP_ENTRY };
 static const char pg_copy_stage[] =
     "COPY stage(op, tablet, id, ct, value, ix, key) FROM STDIN (FORMAT binary)";
 
-/* One job's decisions, applied at once. History keeps the version each replace or
- * delete ends (every sub-statement reads the documents as they were before it). */
+static const char pg_copy_documents[] =
+    "COPY documents(tablet, id, ts, creation_time, value, ix, key) FROM STDIN (FORMAT binary)";
+static const char pg_copy_changes[] =
+    "COPY changes(ts, tablet, id, deleted) FROM STDIN (FORMAT binary)";
+
+/* A job's replaces and deletes, applied at once from the stage. History keeps the version
+ * each one ends (every sub-statement reads the documents as they were before it). */
 static const char pg_apply[] =
-    "WITH s AS (DELETE FROM stage RETURNING op, tablet, id, ct, value, ix, key),"
+    "WITH s AS (DELETE FROM stage RETURNING op, tablet, id, value),"
     " h AS (INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
     "   SELECT d.tablet, d.id, d.ts, $1, d.creation_time, d.value"
-    "   FROM s JOIN documents d ON d.tablet = s.tablet AND d.id = s.id WHERE s.op <> 0),"
+    "   FROM s JOIN documents d ON d.tablet = s.tablet AND d.id = s.id),"
     " u AS (UPDATE documents d SET ts = $1, value = s.value"
-    "   FROM s WHERE s.op = 1 AND d.tablet = s.tablet AND d.id = s.id),"
-    " x AS (DELETE FROM documents d USING s"
-    "   WHERE s.op = 2 AND d.tablet = s.tablet AND d.id = s.id),"
-    " i AS (INSERT INTO documents(tablet, id, ts, creation_time, value, ix, key)"
-    "   SELECT tablet, id, $1, ct, value, ix, key FROM s WHERE op = 0)"
-    " INSERT INTO changes(ts, tablet, id, deleted) SELECT $1, tablet, id, op = 2 FROM s";
+    "   FROM s WHERE s.op = 1 AND d.tablet = s.tablet AND d.id = s.id)"
+    " DELETE FROM documents d USING s WHERE s.op = 2 AND d.tablet = s.tablet AND d.id = s.id";
 
 /* ---- the engine ---- */
 
@@ -159,7 +161,7 @@ struct pg_store {
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
-    buf key, copy, keys, text;
+    buf key, copy, copy_docs, copy_changes, keys, text;
     pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
     size_t nshapes, cap_shapes;
 
@@ -697,35 +699,59 @@ static void plan_dedup(import_job *ij, pg_table *tabs, int tab, const store_reco
     }
 }
 
-/* Every decision into the stage, then applied by one statement. */
+/* The job's decisions, in at most three bulk operations: new documents and change-log
+ * rows go in by COPY; replaces and deletes go to the stage and pg_apply makes them. */
 static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
                       tr_err *e) {
     pg_copy_start(&s->copy);
-    size_t rows = 0;
+    pg_copy_start(&s->copy_docs);
+    pg_copy_start(&s->copy_changes);
+    size_t staged = 0, inserted = 0, changed = 0;
     for (size_t i = 0; i < ij->pl.ndocs; i++) {
         const plan_doc *d = &ij->pl.docs[i];
+        const pg_table *t = &tabs[d->tab];
         int op = d->state == D_REPLACED  ? OP_REPLACE
                  : d->state == D_NEW     ? OP_INSERT
                  : d->state == D_DELETED && d->stored ? OP_DELETE
                                                      : -1;
         if (op < 0) continue;
-        const pg_table *t = &tabs[d->tab];
+        pg_copy_row(&s->copy_changes, 4);
+        pg_copy_i64(&s->copy_changes, ts);
+        pg_copy_i64(&s->copy_changes, t->tablet);
+        pg_copy_bytes(&s->copy_changes, d->id, DOCID_INTERNAL_LEN);
+        pg_copy_bool(&s->copy_changes, op == OP_DELETE);
+        changed++;
+        if (op == OP_INSERT) {
+            buf *b = &s->copy_docs;
+            pg_copy_row(b, 7);
+            pg_copy_i64(b, t->tablet);
+            pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
+            pg_copy_i64(b, ts);
+            pg_copy_f64(b, d->ct);
+            pg_copy_bytes(b, d->doc, d->len);
+            if (t->has_index && d->key) pg_copy_i64(b, t->ix);
+            else pg_copy_bytes(b, NULL, 0);
+            pg_copy_bytes(b, t->has_index ? d->key : NULL, d->klen);
+            inserted++;
+            continue;
+        }
         pg_copy_row(&s->copy, 7);
         pg_copy_i64(&s->copy, op);
         pg_copy_i64(&s->copy, t->tablet);
         pg_copy_bytes(&s->copy, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_f64(&s->copy, d->ct);
+        pg_copy_bytes(&s->copy, NULL, 0);
         pg_copy_bytes(&s->copy, op == OP_DELETE ? NULL : d->doc, d->len);
-        if (t->has_index && d->key) pg_copy_i64(&s->copy, t->ix);
-        else pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_bytes(&s->copy, t->has_index ? d->key : NULL, d->klen);
-        rows++;
+        pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_bytes(&s->copy, NULL, 0);
+        staged++;
     }
-    if (rows == 0) return 0;
-    if (pg_copy_send(s->w, pg_copy_stage, &s->copy, e) != 0) return -1;
     pg_params p = {0};
     pgp_i64(&p, ts);
-    return pg_run(s->w, pg_apply, &p, e);
+    if (staged && (pg_copy_send(s->w, pg_copy_stage, &s->copy, e) != 0 ||
+                   pg_run(s->w, pg_apply, &p, e) != 0))
+        return -1;
+    if (inserted && pg_copy_send(s->w, pg_copy_documents, &s->copy_docs, e) != 0) return -1;
+    return changed ? pg_copy_send(s->w, pg_copy_changes, &s->copy_changes, e) : 0;
 }
 
 static int import_check_index(pg_store *s, const pg_table *t, const store_stream *st,
@@ -1214,6 +1240,8 @@ static void pg_close(store *st) {
     arena_free(s->doc_arena);
     buf_free(&s->key);
     buf_free(&s->copy);
+    buf_free(&s->copy_docs);
+    buf_free(&s->copy_changes);
     buf_free(&s->keys);
     buf_free(&s->text);
     wq_destroy(&s->q);

@@ -34,11 +34,14 @@ static int retryable_state(const char *state) {
     return 0;
 }
 
-/* libpq messages end with a newline; the store's messages do not. */
+/* libpq messages span lines (ERROR, DETAIL, a caret under the statement); the store's
+ * messages are one line: line breaks and tabs become spaces, trailing ones go. */
 static void message(const char *m, char *out, size_t n) {
     snprintf(out, n, "%s", m && *m ? m : "unknown error");
+    for (char *p = out; *p; p++)
+        if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' ';
     size_t len = strlen(out);
-    while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = 0;
+    while (len && out[len - 1] == ' ') out[--len] = 0;
 }
 
 int pg_error(PGconn *c, const PGresult *r, const char *what, tr_err *e) {
@@ -208,6 +211,11 @@ void pg_copy_f64(buf *b, double v) {
     bits = htobe64(bits);
     put32(b, 8);
     buf_append(b, &bits, 8);
+}
+
+void pg_copy_bool(buf *b, int v) {
+    put32(b, 1);
+    buf_putc(b, v ? 1 : 0);
 }
 
 void pg_copy_bytes(buf *b, const void *v, size_t len) {

@@ -105,6 +105,7 @@ void pg_copy_start(buf *b);
 void pg_copy_row(buf *b, int nfields);
 void pg_copy_i64(buf *b, int64_t v);
 void pg_copy_f64(buf *b, double v);
+void pg_copy_bool(buf *b, int v);
 void pg_copy_bytes(buf *b, const void *v, size_t len); /* bytea or text; v NULL: NULL */
 int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e);
 

@@ -14,9 +14,11 @@
  *   - a snapshot page asks for limit + 1 rows per table, but a running sum of the stored
  *     sizes leaves out the text of the rows past the page's byte budget, so a page of
  *     large documents never fetches more than the page holds;
- *   - deltas plan the page from per-commit counts fetched a page of commits at a time,
- *     then read the page's values through a server-side cursor, DELTA_FETCH_ROWS at a
- *     time (one commit may be larger than any page).
+ *   - deltas plan the page with a recursive query that walks the commits one by one
+ *     through the indexes, counting each, and stops where the page ends (PostgreSQL
+ *     would otherwise aggregate the whole log after the cursor); the page's values are
+ *     then read through a server-side cursor, DELTA_FETCH_ROWS at a time (one commit
+ *     may be larger than any page).
  * The retention check reads meta.last_ts and meta.reclaim_floor (the newest horizon the
  * writer's reclaim has deleted up to) in the transaction's first statement, so it judges
  * exactly the rows the rest of the transaction reads.
@@ -291,18 +293,21 @@ static const char snap_tables_sql[] =
 
 /* The documents of generation $1 after id $2 as of snapshot $3: current versions written
  * by then plus the versions replaced or deleted since that were valid at $3 (each
- * document has one or the other), merged by id, at most $4. `before` is the stored size
- * of the rows ahead of each one; the value of a row past the budget $5 is left NULL. */
+ * document has one or the other), merged by id, at most $4. Each side is limited and
+ * ordered on its own, which lets the planner merge an index scan of `documents` with
+ * the few history rows instead of sorting the table. `before` is the stored size of
+ * the rows ahead of each one; the value of a row past the byte budget $5 is left NULL. */
 static const char snap_docs_sql[] =
     "SELECT id, ts, creation_time, CASE WHEN before < $5 THEN value END FROM ("
     "  SELECT id, ts, creation_time, value,"
     "    sum(octet_length(value)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)"
     "      - octet_length(value) AS before"
-    "  FROM (SELECT id, ts, creation_time, value FROM documents"
-    "        WHERE tablet = $1 AND id > $2 AND ts <= $3"
+    "  FROM ((SELECT id, ts, creation_time, value FROM documents"
+    "         WHERE tablet = $1 AND id > $2 AND ts <= $3 ORDER BY id LIMIT $4)"
     "        UNION ALL"
-    "        SELECT id, valid_from, creation_time, value FROM history"
-    "        WHERE valid_to > $3 AND valid_from <= $3 AND tablet = $1 AND id > $2"
+    "        (SELECT id, valid_from, creation_time, value FROM history"
+    "         WHERE valid_to > $3 AND valid_from <= $3 AND tablet = $1 AND id > $2"
+    "         ORDER BY id LIMIT $4)"
     "        ORDER BY id LIMIT $4) v) w"
     " ORDER BY id";
 
@@ -666,9 +671,11 @@ typedef struct shapes_call {
 static int shapes_read(pg_store *s, PGconn *c, void *arg, tr_err *e) {
     (void)s;
     shapes_call *call = arg;
+    /* name order is byte order, as in SQLite, whatever the database's collation */
     PGresult *r = pg_exec(c,
                           "SELECT n.name, s.shape FROM tables n"
-                          " LEFT JOIN shapes s ON s.tablet = n.tablet ORDER BY n.name COLLATE \"C\"",
+                          " LEFT JOIN shapes s ON s.tablet = n.tablet"
+                          " ORDER BY n.name COLLATE \"C\"",
                           NULL, e);
     if (!r) return -1;
     int rc = 0;
