@@ -75,10 +75,20 @@ static const char *const maint_sql[M_NSTMT] = {
     [M_RC_LOG_ALL] = "DELETE FROM changes WHERE ts < ?1",
 };
 
+/* One index entry of a backfill step, collected so the step can insert in key order. */
+typedef struct bf_item {
+    const unsigned char *key;
+    size_t len;
+    int64_t doc;
+} bf_item;
+
 struct sq_maint {
     sqlite3 *db;
     sqlite3_stmt *st[M_NSTMT];
-    arena *a;
+    arena *a;     /* per document parsed */
+    arena *keys;  /* per backfill step: the entries' keys */
+    bf_item *items;
+    size_t cap_items;
     buf key;
     pkey k;
 };
@@ -112,6 +122,7 @@ sq_maint *sq_maint_new(sqlite3 *writer) {
     sq_maint *m = xcalloc(1, sizeof *m);
     m->db = writer;
     m->a = arena_new();
+    m->keys = arena_new();
     return m;
 }
 
@@ -119,6 +130,8 @@ void sq_maint_free(sq_maint *m) {
     if (!m) return;
     for (size_t i = 0; i < M_NSTMT; i++) sqlite3_finalize(m->st[i]);
     arena_free(m->a);
+    arena_free(m->keys);
+    free(m->items);
     buf_free(&m->key);
     free(m);
 }
@@ -164,16 +177,30 @@ static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int bf_entry(sq_maint *m, int64_t ix, int64_t doc, tr_err *e) {
-    sqlite3_stmt *st = maint_stmt(m, M_BF_ENTRY, e);
-    if (!st) return -1;
-    sqlite3_bind_int64(st, 1, ix);
-    sqlite3_bind_blob(st, 2, m->key.p, (int)m->key.len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, doc);
-    return sq_step_done(m->db, st, e);
+static int bf_item_cmp(const void *a, const void *b) {
+    const bf_item *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
 }
 
-/* Indexes up to one chunk of documents after the cursor; *n = how many it saw. */
+/* Inserts the step's entries in key order: consecutive inserts then land on the same or
+ * neighbouring B-tree pages instead of on random ones. */
+static int bf_insert(sq_maint *m, int64_t ix, size_t n, tr_err *e) {
+    qsort(m->items, n, sizeof *m->items, bf_item_cmp);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = maint_stmt(m, M_BF_ENTRY, e);
+        if (!st) return -1;
+        sqlite3_bind_int64(st, 1, ix);
+        sqlite3_bind_blob(st, 2, m->items[i].key, (int)m->items[i].len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, m->items[i].doc);
+        if (sq_step_done(m->db, st, e) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Keys up to one chunk of documents after the cursor, then indexes them; *n = how many
+ * it saw. */
 static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
     sqlite3_stmt *st = maint_stmt(m, M_BF_DOCS, e);
     if (!st) return -1;
@@ -182,6 +209,7 @@ static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
     sqlite3_bind_int(st, 3, SQ_BACKFILL_CHUNK);
     sqlite3_bind_blob(st, 4, t->end, t->end_len, SQLITE_TRANSIENT);
     *n = 0;
+    arena_reset(m->keys);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int idlen = sqlite3_column_bytes(st, 0);
@@ -190,16 +218,23 @@ static int bf_chunk(sq_maint *m, bf_target *t, int *n, tr_err *e) {
         t->cursor_len = idlen;
         arena_reset(m->a);
         if (store_doc_key(&m->k, (const char *)sqlite3_column_text(st, 2),
-                       (size_t)sqlite3_column_bytes(st, 2), m->a, &m->key, e) != 0 ||
-            bf_entry(m, t->ix, sqlite3_column_int64(st, 1), e) != 0) {
+                          (size_t)sqlite3_column_bytes(st, 2), m->a, &m->key, e) != 0) {
             sqlite3_reset(st);
             return -1;
         }
+        if ((size_t)*n == m->cap_items) {
+            m->cap_items = m->cap_items ? m->cap_items * 2 : 1024;
+            m->items = xrealloc(m->items, m->cap_items * sizeof *m->items);
+        }
+        unsigned char *k = arena_alloc(m->keys, m->key.len ? m->key.len : 1);
+        memcpy(k, m->key.p, m->key.len);
+        m->items[*n] = (bf_item){k, m->key.len, sqlite3_column_int64(st, 1)};
         (*n)++;
     }
     if (rc != SQLITE_DONE) sq_error(m->db, rc, e);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    if (rc != SQLITE_DONE) return -1;
+    return bf_insert(m, t->ix, (size_t)*n, e);
 }
 
 int sq_backfill_step(sq_maint *m, int *more, tr_err *e) {

@@ -21,7 +21,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-#define SQ_BACKFILL_CHUNK 2000 /* documents indexed per backfill transaction */
+#define SQ_BACKFILL_CHUNK 8000 /* documents indexed per backfill transaction */
 #define SQ_RECLAIM_CHUNK 5000  /* rows deleted per reclaim transaction */
 
 /* Turns a failed sqlite call into the store's error: busy or locked beyond the timeout →
