@@ -45,6 +45,7 @@
 #define PG_SCHEMA_LOCK 7596902372845318402LL /* serialises schema creation */
 #define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
 #define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
+#define PG_MAX_READERS 16 /* connections for reads per process; more readers wait */
 #define PG_POLL_S 2        /* how often a process looks for a backfill to carry on */
 #define PG_RECLAIM_S 30    /* how often it reclaims when nothing else woke it */
 
@@ -165,9 +166,10 @@ struct pg_store {
     pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
     size_t nshapes, cap_shapes;
 
-    pthread_mutex_t rmu;
-    PGconn **readers;
-    size_t nreaders, cap_readers;
+    pthread_mutex_t rmu; /* the reader pool: at most PG_MAX_READERS connections open */
+    pthread_cond_t rcv;
+    PGconn *readers[PG_MAX_READERS];
+    size_t nreaders, nopen;
 
     pthread_mutex_t bgmu;
     pthread_cond_t bgcv;
@@ -182,22 +184,26 @@ int64_t pg_retention_ns(const pg_store *s) {
 PGconn *pg_reader_get(pg_store *s, tr_err *e) {
     PGconn *c = NULL;
     pthread_mutex_lock(&s->rmu);
+    while (!s->nreaders && s->nopen >= PG_MAX_READERS) pthread_cond_wait(&s->rcv, &s->rmu);
     if (s->nreaders) c = s->readers[--s->nreaders];
+    else s->nopen++;
     pthread_mutex_unlock(&s->rmu);
-    return c ? c : pg_connect(s->url, e);
+    if (c) return c;
+    if ((c = pg_connect(s->url, e))) return c;
+    pthread_mutex_lock(&s->rmu);
+    s->nopen--;
+    pthread_cond_signal(&s->rcv);
+    pthread_mutex_unlock(&s->rmu);
+    return NULL;
 }
 
 void pg_reader_put(pg_store *s, PGconn *c) {
-    if (!pg_alive(c)) {
-        PQfinish(c);
-        return;
-    }
+    int alive = pg_alive(c);
+    if (!alive) PQfinish(c);
     pthread_mutex_lock(&s->rmu);
-    if (s->nreaders == s->cap_readers) {
-        s->cap_readers = s->cap_readers ? s->cap_readers * 2 : 8;
-        s->readers = xrealloc(s->readers, s->cap_readers * sizeof *s->readers);
-    }
-    s->readers[s->nreaders++] = c;
+    if (alive) s->readers[s->nreaders++] = c;
+    else s->nopen--;
+    pthread_cond_signal(&s->rcv);
     pthread_mutex_unlock(&s->rmu);
 }
 
@@ -1233,7 +1239,6 @@ static void pg_close(store *st) {
     }
     PQfinish(s->w);
     for (size_t i = 0; i < s->nreaders; i++) PQfinish(s->readers[i]);
-    free(s->readers);
     shapes_drop(s);
     free(s->shapes);
     arena_free(s->job_arena);
@@ -1246,6 +1251,7 @@ static void pg_close(store *st) {
     buf_free(&s->text);
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);
+    pthread_cond_destroy(&s->rcv);
     pthread_mutex_destroy(&s->bgmu);
     pthread_cond_destroy(&s->bgcv);
     free(s->url);
@@ -1274,6 +1280,7 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     s->doc_arena = arena_new();
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
+    pthread_cond_init(&s->rcv, NULL);
     pthread_mutex_init(&s->bgmu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1283,8 +1290,12 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
 
     PGconn *setup = pg_connect(s->url, e);
     int rc = setup ? schema_setup(setup, s->readonly, e) : -1;
-    if (rc == 0) pg_reader_put(s, setup);
-    else PQfinish(setup);
+    if (rc == 0) {
+        s->nopen = 1;
+        pg_reader_put(s, setup);
+    } else {
+        PQfinish(setup);
+    }
     if (rc == 0 && !s->readonly) rc = writer_ready(s, e);
     if (rc == 0 && !s->readonly) {
         if (pthread_create(&s->bg, NULL, bg_main, s) != 0)

@@ -113,8 +113,9 @@ int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e);
 
 typedef struct pg_store pg_store;
 
-/* A connection for one read transaction, from the pool (a new one when the pool is
- * empty); pg_reader_put gives it back, or closes it when it broke. */
+/* A connection for one read transaction, from the pool (a new one when none is free,
+ * up to a limit per process; past it, waits for one); pg_reader_put gives it back, or
+ * closes it when it broke. */
 PGconn *pg_reader_get(pg_store *s, tr_err *e);
 void pg_reader_put(pg_store *s, PGconn *c);
 int64_t pg_retention_ns(const pg_store *s);
