@@ -3,16 +3,23 @@
 
 Suites: each cmocka unit-test program in <build>/tests, a short run of each libFuzzer
 target in build/fuzz (when not --sanitized: those are sanitizer builds already), and
-the end-to-end suite against the real binary for each storage backend. Each suite's
-counts are printed as it ends; the last line is "N passed, N failed" summed over all of
-them, which is what CI reads. Exit status 0 only when nothing failed.
+the end-to-end suite against the real binary for each storage backend: SQLite, then
+PostgreSQL on a throwaway cluster started here (tests/pgcluster.py) and removed again
+whatever happens. A cluster that cannot start is a failed suite, not a skip: CI installs
+PostgreSQL (scripts/install-deps). Each suite's counts are printed as it ends; the last
+line is "N passed, N failed" summed over all of them, which is what CI reads. Exit
+status 0 only when nothing failed.
 """
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+
+import pgcluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,16 +29,37 @@ def run(cmd, env=None, timeout=None):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     out = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        out.append(line)
     try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            out.append(line)
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         code = -9
+    except BaseException as e:
+        interrupt(proc, type(e) is KeyboardInterrupt)
+        raise
     sys.stdout.flush()
     return code, "".join(out)
+
+
+def interrupt(proc, ctrl_c):
+    """Stops a child we are abandoning (Ctrl-C, SIGTERM) with a SIGTERM, so it can stop
+    its own children; SIGKILL if it does not end soon. After a Ctrl-C in the terminal
+    it got a SIGINT already and is stopping: it gets time first. Its output is still
+    read meanwhile, so it cannot block on a full pipe."""
+    threading.Thread(target=lambda: [sys.stdout.write(line) for line in proc.stdout],
+                     daemon=True).start()
+    signals = ((None,) if ctrl_c else ()) + (signal.SIGTERM, signal.SIGKILL)
+    for sig in signals:
+        if sig is not None:
+            proc.send_signal(sig)
+        try:
+            proc.wait(10 if sig is None else 30)
+            return
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def unit_suite(path):
@@ -74,11 +102,28 @@ def e2e_suite(binary, backend, extra):
     return passed, failed
 
 
+def e2e_postgres_suite(binary):
+    """The e2e suite on a throwaway cluster; the cluster is removed even on Ctrl-C."""
+    print("e2e postgres: starting a throwaway PostgreSQL cluster", flush=True)
+    try:
+        cluster = pgcluster.Cluster().start()
+    except pgcluster.ClusterError as e:
+        print("e2e postgres: FAILED: the throwaway PostgreSQL cluster did not start: %s" % e,
+              flush=True)
+        return 0, 1
+    try:
+        return e2e_suite(binary, "postgres", ["--database-url", cluster.url,
+                                              "--pg-ctl", cluster.pg_ctl_shell()])
+    finally:
+        cluster.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--sanitized", action="store_true")
     args = ap.parse_args()
+    pgcluster.interrupt_on_signals()
 
     results = []
     tests_dir = os.path.join(ROOT, args.build, "tests")
@@ -96,6 +141,7 @@ def main():
     if args.sanitized:
         os.environ["TRIBUTARY_SANITIZED"] = "1"
     results.append(("e2e sqlite", e2e_suite(binary, "sqlite", [])))
+    results.append(("e2e postgres", e2e_postgres_suite(binary)))
 
     print()
     total_p = total_f = 0

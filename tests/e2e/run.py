@@ -2,8 +2,14 @@
 """Runs tributary's end-to-end suite against one binary and one storage backend.
 
     python3 tests/e2e/run.py --bin build/tributary [--backend sqlite]
-    python3 tests/e2e/run.py --backend postgres --database-url URL
+    python3 tests/e2e/run.py --backend postgres --database-url URL [--pg-ctl CMD]
+    python3 tests/e2e/run.py --backend postgres   # on a throwaway cluster of its own
     python3 tests/e2e/run.py -k Dedup          # only tests whose id contains "Dedup"
+
+With --backend postgres and no --database-url, a throwaway PostgreSQL cluster is started
+for the run (tests/pgcluster.py) and removed afterwards. --pg-ctl is the pg_ctl command
+line of the cluster the URL points at, with its -D and -l, e.g. "pg_ctl -D DIR -l LOG";
+the tests that restart PostgreSQL skip themselves without it.
 
 The last line printed is exactly `SUITE e2e-<backend>: N passed, N failed`, counting
 test methods: an error counts as a failure, a skipped test counts as neither, and
@@ -21,8 +27,13 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.dirname(HERE))
 
 import harness  # noqa: E402
+import pgcluster  # noqa: E402
+
+# Run by the watchdog before it ends the process (os._exit skips finally blocks).
+CLEANUPS = []
 
 
 def all_tests(suite):
@@ -118,6 +129,8 @@ def watchdog(limit, label, result_box, ids):
         sys.stdout.write("\nwatchdog: the e2e suite ran longer than %ds; stopping it\n" % limit)
         faulthandler.dump_traceback(file=sys.stdout, all_threads=True)
         harness._kill_leftovers()
+        for cleanup in CLEANUPS:
+            cleanup()
         result = result_box.get("result")
         passed, failed = result.totals(ids) if result else (0, len(ids))
         failed = max(failed, 1)
@@ -131,19 +144,44 @@ def watchdog(limit, label, result_box, ids):
 
 
 def main():
+    args = parse_args()
+    label = "e2e-" + args.backend
+    pgcluster.interrupt_on_signals()
+    if args.backend != "postgres" or args.database_url:
+        return run_suite(args, label)
+    try:
+        cluster = pgcluster.Cluster().start()
+    except pgcluster.ClusterError as e:
+        print("e2e: the throwaway PostgreSQL cluster did not start: %s" % e)
+        print("SUITE %s: 0 passed, 1 failed" % label)
+        return 1
+    CLEANUPS.append(cluster.stop)
+    try:
+        args.database_url = cluster.url
+        args.pg_ctl = args.pg_ctl or cluster.pg_ctl_shell()
+        return run_suite(args, label)
+    finally:
+        cluster.stop()
+
+
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=None, help="the tributary binary (default build/tributary)")
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
     ap.add_argument("--database-url", default=None)
+    ap.add_argument("--pg-ctl", default=None,
+                    help="pg_ctl command line of the PostgreSQL cluster, for restart tests")
     ap.add_argument("-k", dest="patterns", action="append", default=[],
                     help="run only tests whose id contains this (repeatable)")
     ap.add_argument("--max-seconds", type=int, default=None,
                     help="watchdog limit for the whole run")
     ap.add_argument("-q", "--quiet", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    harness.configure(binary=args.bin, backend=args.backend, database_url=args.database_url)
-    label = "e2e-" + args.backend
+
+def run_suite(args, label):
+    harness.configure(binary=args.bin, backend=args.backend, database_url=args.database_url,
+                      pg_ctl=args.pg_ctl)
     loader = unittest.TestLoader()
     suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
     if args.patterns:
@@ -178,6 +216,7 @@ def main():
     finally:
         dog.cancel()
         harness._kill_leftovers()
+        harness.close_database_pools()
     passed, failed = result.totals(ids)
     print("slowest tests:")
     for test_id, seconds in result.slowest():

@@ -1,0 +1,404 @@
+"""PostgreSQL only: several tributary processes on one database, and database faults.
+
+What issue #4 promises for `--database-url`, checked from outside:
+- two processes on one database, 8 clients spread over both, upserting overlapping keys
+  and appending: exactly one document per key, every append there once, the response
+  counts add up across processes, and the change feed (read through one process) has
+  one distinct timestamp per commit, increasing in commit order, with nothing skipped;
+- an index backfill whose process is killed (kill -9) is finished by the other process;
+- PostgreSQL restarting, or dropping every connection, while clients import: clients see
+  503 DatabaseUnavailable (or a dropped connection) and then success, every acknowledged
+  batch is stored, no failed batch is half stored, and the servers keep running.
+
+These tests are skipped (not counted) on the SQLite backend. Restarting the database
+needs the cluster's pg_ctl (run.py --pg-ctl; `make test` passes it).
+"""
+import http.client
+import random
+import threading
+import time
+import unittest
+import urllib.parse
+
+from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages,
+                     restart_database, scaled, timeout, user_fields)
+
+POSTGRES_ONLY = unittest.skipUnless(Config.backend == "postgres",
+                                    "PostgreSQL backend only")
+
+
+def first_cursor(test, server):
+    """The latest commit timestamp, as a document_deltas cursor."""
+    r = server.request("GET", "/api/list_snapshot?format=convex_json&tableName=none_such")
+    return test.assertJsonOk(r)["snapshot"]
+
+
+def deltas_since(test, server, cursor):
+    """Every document_deltas value after cursor (all pages) and the final cursor."""
+    values = []
+    while True:
+        query = urllib.parse.urlencode({"cursor": cursor, "format": "convex_json"})
+        body = test.assertJsonOk(server.request("GET", "/api/document_deltas?" + query))
+        test.assertGreaterEqual(body["cursor"], cursor, "the deltas cursor went back")
+        values += body["values"]
+        cursor = body["cursor"]
+        if not body["hasMore"]:
+            return values, cursor
+
+
+def load(server, table, n, batch=20000):
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        r = server.import_records({table: append_stream()},
+                                  messages(table, [{"k": i} for i in range(lo, hi)]))
+        if r.status != 200:
+            raise AssertionError("loading %s: %r" % (table, r))
+
+
+# ---------------------------------------------------------------------------
+# Two processes, one database
+
+class Follower(threading.Thread):
+    """Follows document_deltas through one server while the imports run, the way an
+    export connector does, into a copy of the tables. A commit that becomes visible
+    with a timestamp below a cursor already read (commit order != timestamp order)
+    never reaches the copy."""
+
+    def __init__(self, test, server, cursor):
+        super().__init__(daemon=True)
+        self.test, self.server, self.cursor = test, server, cursor
+        self.copy = {}
+        self.stop_event = threading.Event()
+        self.error = None
+
+    def read(self):
+        values, self.cursor = deltas_since(self.test, self.server, self.cursor)
+        for v in values:
+            self.copy[v["_id"]] = v
+
+    def run(self):
+        try:
+            while not self.stop_event.is_set():
+                self.read()
+                time.sleep(0.02)
+            self.read()
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+@POSTGRES_ONLY
+class TwoProcessTests(ServerTestCase):
+    CLIENTS = 8
+    KEYS = 400          # dedup keys shared by every client
+    PER_BATCH = 100     # dedup records and appends per request
+    BATCHES = scaled(16, 8)
+
+    def request(self, tid, seq, rnd):
+        """(tag, dedup keys, appends, tables, messages) of one import. Every request
+        appends at least one document: those are never changed again, so the change
+        feed shows each commit's timestamp through them."""
+        tag = "c%d-%d" % (tid, seq)
+        kind = seq % 3  # dedup + one append, appends only, or both in full
+        keys = rnd.sample(range(self.KEYS), self.PER_BATCH) if kind != 1 else []
+        appends = self.PER_BATCH if kind != 0 else 1
+        tables, msgs = {"ap": append_stream()}, []
+        if keys:
+            tables["dd"] = dedup_stream(["k"])
+            msgs += messages("dd", [{"k": k, "b": tag} for k in keys])
+        msgs += messages("ap", [{"b": tag, "j": j} for j in range(appends)])
+        return tag, keys, appends, tables, msgs
+
+    def client(self, tid, server, acked, failures):
+        rnd = random.Random(tid)
+        for seq in range(self.BATCHES):
+            tag, keys, appends, tables, msgs = self.request(tid, seq, rnd)
+            try:
+                r = server.import_records(tables, msgs)
+            except (OSError, http.client.HTTPException) as e:
+                failures.append("%s on port %s: %r" % (tag, server.port, e))
+                continue
+            if r.status != 200:
+                failures.append("%s on port %s: %r" % (tag, server.port, r))
+                continue
+            acked.append((tag, keys, appends, r.json()))
+
+    def test_concurrent_dedup_and_appends_through_two_processes(self):
+        one = self.server
+        two = self.new_server(database_of=one).start()
+        self.assertOk(one.add_indexes({"dd": [["k"]]}))
+        two.wait_indexes_ready(["dd"])
+        start = first_cursor(self, one)
+        follower = Follower(self, one, start)
+        follower.start()
+
+        acked, failures = [], []
+        servers = (one, two)
+        threads = [threading.Thread(target=self.client,
+                                    args=(t, servers[t % 2], acked, failures))
+                   for t in range(self.CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout(300))
+        follower.stop_event.set()
+        follower.join(timeout(120))
+        self.assertEqual(failures, [], "imports that did not answer 200")
+        self.assertIsNone(follower.error)
+        self.assertTrue(one.running() and two.running())
+
+        written = {}   # key -> tags of the batches that wrote it
+        appended = set()
+        records = inserted = replaced = 0
+        for tag, keys, appends, counts in acked:
+            for k in keys:
+                written.setdefault(k, set()).add(tag)
+            appended.update((tag, j) for j in range(appends))
+            records += len(keys) + appends
+            inserted += counts["inserted"]
+            replaced += counts["replaced"]
+            self.assertEqual(counts["deleted"], 0)
+        # each key is inserted once, by whichever process came first; the rest replace
+        self.assertEqual(inserted, len(written) + len(appended), "inserted counts")
+        self.assertEqual(replaced, records - inserted, "replaced counts")
+
+        # the stored data, as an operator sees it (`tributary export`, through process two)
+        dd = two.export("dd")
+        self.assertEqual(sorted(d["k"] for d in dd), sorted(written),
+                         "not exactly one document per key")
+        ap = two.export("ap")
+        self.assertEqual(len(ap), len(appended))
+        self.assertEqual({(d["b"], d["j"]) for d in ap}, appended)
+
+        # the change feed, read again from the start through process one
+        values, _ = deltas_since(self, one, start)
+        commit_ts = self.check_commit_timestamps(values, acked)
+        latest = {v["_id"]: v for v in values}
+        self.assertEqual(set(latest), {d["_id"] for d in dd + ap},
+                         "document_deltas and the tables disagree")
+        for d in dd:
+            v = latest[d["_id"]]
+            self.assertEqual((v["k"], v["b"]), (d["k"], d["b"]))
+            # the version that stays is the one of the latest commit: timestamp order
+            # is commit order, across processes too
+            last = max(written[d["k"]], key=lambda t: commit_ts[t])
+            self.assertEqual(d["b"], last, "key %s: the last commit did not win" % d["k"])
+            self.assertEqual(v["_ts"], commit_ts[last])
+        self.assertEqual({i: (v["_ts"], v["b"]) for i, v in follower.copy.items()},
+                         {i: (v["_ts"], v["b"]) for i, v in latest.items()},
+                         "a reader following document_deltas during the imports missed "
+                         "commits (a commit got a timestamp below one already read)")
+
+    def check_commit_timestamps(self, values, acked):
+        """Every acknowledged batch is one commit with a timestamp of its own; returns
+        {batch tag: timestamp} (seen through the appends, which nothing changes)."""
+        last = 0
+        stamps = {}
+        for v in values:
+            self.assertGreaterEqual(v["_ts"], last, "document_deltas out of commit order")
+            last = v["_ts"]
+            self.assertFalse(v["_deleted"])
+            if v["_table"] == "ap":
+                stamps.setdefault(v["b"], set()).add(v["_ts"])
+        self.assertEqual(sorted(stamps), sorted(a[0] for a in acked),
+                         "batches missing from document_deltas")
+        for tag, ts in stamps.items():
+            self.assertEqual(len(ts), 1, "batch %s has several timestamps" % tag)
+        commit_ts = {tag: ts.pop() for tag, ts in stamps.items()}
+        self.assertEqual(len(set(commit_ts.values())), len(commit_ts),
+                         "two commits (of two processes) share a timestamp")
+        return commit_ts
+
+
+# ---------------------------------------------------------------------------
+# A backfill whose process dies
+
+@POSTGRES_ONLY
+class KilledBackfillTests(ServerTestCase):
+    N = scaled(200000)
+
+    @classmethod
+    def prepare_server(cls, server):
+        load(server, "big", cls.N)
+
+    def test_backfill_of_a_killed_process_finishes_in_the_other(self):
+        one = self.server
+        two = self.new_server(database_of=one).start()
+        self.assertOk(one.add_indexes({"big": [["k"]]}))
+        r = one.indexes_ready(["big"])
+        one.kill()
+        backfilling = r.status == 200 and r.json()["indexesReady"] is False
+        self.assertOk(r)
+
+        two.wait_indexes_ready(["big"], limit=timeout(180))
+        n = self.N
+        r = two.import_records({"big": dedup_stream(["k"])},
+                               messages("big", [{"k": 5, "v": "new"}, {"k": n, "v": "added"}]))
+        self.assertCounts(r, inserted=1, replaced=1, deleted=0)
+        # keys all over the table, the last ones too: the index covers every document
+        sample = sorted(set(range(0, n, max(1, n // 500))) | set(range(n - 50, n)))
+        r = two.import_records({"big": dedup_stream(["k"])},
+                               messages("big", [{"k": k, "v": "again"} for k in sample]))
+        self.assertCounts(r, messages=len(sample), inserted=0, replaced=len(sample), deleted=0)
+        docs = two.export("big")
+        self.assertEqual(len(docs), n + 1)
+        self.assertEqual(len({d["k"] for d in docs}), n + 1)
+
+        # the killed process comes back and sees the finished index
+        one.start()
+        self.assertTrue(self.assertJsonOk(one.indexes_ready(["big"]))["indexesReady"])
+        r = one.import_records({"big": dedup_stream(["k"])},
+                               messages("big", [{"k": n, "v": "from one"}]))
+        self.assertCounts(r, inserted=0, replaced=1)
+        if not backfilling:
+            self.skipTest("the backfill of %d documents ended before the kill" % n)
+
+
+# ---------------------------------------------------------------------------
+# Database faults during imports
+
+class FaultClients:
+    """Clients importing batches until stopped: on each of the given servers, one
+    appending fresh keys to `ap` and one upserting keys of `dd`. Every outcome is
+    kept: 200, 503 DatabaseUnavailable, a dropped connection, anything else."""
+
+    BATCH = 200
+
+    def __init__(self, servers):
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.acked = []        # (client, table, keys, started) of 200 answers
+        self.unknown = []      # (table, keys) of batches that failed as allowed
+        self.failures = []
+        self.threads = []
+        for i, server in enumerate(servers):
+            for table in ("ap", "dd"):
+                self.threads.append(threading.Thread(
+                    target=self.client, args=(server, table, 2 * i + (table == "dd"))))
+
+    def client(self, server, table, cid):
+        seq = 0
+        while not self.stop_event.is_set():
+            if table == "ap":
+                keys = list(range((cid * 10 ** 6 + seq) * self.BATCH,
+                                  (cid * 10 ** 6 + seq + 1) * self.BATCH))
+                stream = append_stream()
+            else:
+                keys = [(cid * 10 ** 6 + seq * 7 + j) % 5000 for j in range(self.BATCH)]
+                stream = dedup_stream(["k"])
+            seq += 1
+            data = [{"k": k, "c": cid, "s": seq} for k in keys]
+            started = time.monotonic()
+            try:
+                r = server.import_records({table: stream}, messages(table, data),
+                                          timeout_s=timeout(60))
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.unknown.append((table, keys))
+                time.sleep(0.02)
+                continue
+            with self.lock:
+                if r.status == 200:
+                    self.acked.append((cid, table, keys, started))
+                elif r.status == 503 and _error_code(r) == "DatabaseUnavailable":
+                    self.unknown.append((table, keys))
+                else:
+                    self.failures.append("port %s: %r" % (server.port, r))
+                    return
+            time.sleep(0.01 if r.status == 200 else 0.05)
+
+    def recovered(self, moment, batches):
+        """Every client had `batches` batches acknowledged that it sent after moment."""
+        with self.lock:
+            per_client = [0] * len(self.threads)
+            for cid, _, _, started in self.acked:
+                if started >= moment:
+                    per_client[cid] += 1
+        return min(per_client) >= batches
+
+    def wait(self, what, condition, limit):
+        deadline = time.monotonic() + limit
+        while not condition():
+            if self.failures or time.monotonic() > deadline:
+                raise AssertionError("%s: not within %ds (failures: %s)"
+                                     % (what, limit, self.failures))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout(120))
+
+
+def _error_code(resp):
+    try:
+        return resp.json().get("code")
+    except ValueError:
+        return None
+
+
+@POSTGRES_ONLY
+class DatabaseFaultTests(ServerTestCase):
+
+    def through_fault(self, fault):
+        """Runs fault(server) while 4 clients import through two processes; then
+        checks that every client recovered and what the tables hold. A database of
+        its own for each test: the class server's is left alone."""
+        one = self.new_server().start()
+        two = self.new_server(database_of=one).start()
+        self.assertOk(one.add_indexes({"dd": [["k"]]}))
+        one.wait_indexes_ready(["dd"])
+        with FaultClients([one, two]) as clients:
+            clients.wait("first imports", lambda: clients.recovered(0, 2), timeout(60))
+            fault(one)
+            after = time.monotonic()
+            clients.wait("every client succeeding after the fault",
+                         lambda: clients.recovered(after, 3), timeout(60))
+        self.assertEqual(clients.failures, [], "answers other than 200 or 503 "
+                                               "DatabaseUnavailable")
+        for server in (one, two):
+            self.assertTrue(server.running(), "a server died (port %s)" % server.port)
+            self.assertOk(server.request("GET", "/version"))
+            # the read side reconnects too (a pooled connection that died with the
+            # fault may fail one request with 503 when it is next used)
+            self.eventually_ok(lambda: server.indexes_ready(["dd"]))
+            self.eventually_ok(lambda: server.request(
+                "GET", "/api/list_snapshot?tableName=ap&format=convex_json"))
+        self.check_tables(one, clients)
+
+    def eventually_ok(self, call, limit=None):
+        deadline = time.monotonic() + (limit or timeout(30))
+        while True:
+            r = call()
+            if r.status == 200 or time.monotonic() > deadline:
+                return self.assertJsonOk(r)
+            self.assertError(r, 503, "DatabaseUnavailable")
+            time.sleep(0.05)
+
+    def check_tables(self, server, clients):
+        ap = [(d["k"], d["c"]) for d in server.export("ap")]
+        self.assertEqual(len(ap), len(set(ap)), "an append stored twice")
+        ap_keys = {k for k, _ in ap}
+        dd = server.export("dd")
+        dd_keys = [d["k"] for d in dd]
+        self.assertEqual(len(dd_keys), len(set(dd_keys)), "two documents with one key")
+        for _, table, keys, _ in clients.acked:
+            have = ap_keys if table == "ap" else set(dd_keys)
+            missing = [k for k in keys if k not in have]
+            self.assertEqual(missing, [], "an acknowledged batch of %s is missing" % table)
+        for table, keys in clients.unknown:
+            if table == "ap":  # a failed batch is stored entirely or not at all
+                present = sum(1 for k in keys if k in ap_keys)
+                self.assertIn(present, (0, len(keys)), "a failed batch is half stored")
+        for doc in dd:
+            self.assertEqual(set(user_fields(doc)), {"k", "c", "s"})
+
+    def test_postgres_restart_during_imports(self):
+        self.through_fault(lambda server: restart_database("fast"))
+
+    def test_connections_dropped_during_imports(self):
+        self.through_fault(lambda server: server.backend.terminate_connections())
