@@ -34,6 +34,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "model/docid.h"
 #include "store/batch.h"
 #include "store/keys.h"
@@ -45,6 +47,7 @@
 #define PG_SCHEMA_LOCK 7596902372845318402LL /* serialises schema creation */
 #define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
 #define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
+#define PG_KEY_HASH_LEN 16 /* bytes of the key digest the index holds */
 #define PG_MAX_READERS 16 /* connections for reads per process; more readers wait */
 #define PG_POLL_S 2        /* how often a process looks for a backfill to carry on */
 #define PG_RECLAIM_S 30    /* how often it reclaims when nothing else woke it */
@@ -76,8 +79,9 @@ static const char pg_schema[] =
     "  value text NOT NULL,"
     "  ix bigint,"
     "  key bytea,"
+    "  kh bytea,"
     "  PRIMARY KEY(tablet, id)) WITH (fillfactor = 80);"
-    "CREATE INDEX IF NOT EXISTS documents_by_key ON tributary.documents(ix, key)"
+    "CREATE INDEX IF NOT EXISTS documents_by_key ON tributary.documents(ix, kh)"
     "  WHERE ix IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS tributary.history("
     "  tablet bigint NOT NULL,"
@@ -107,27 +111,21 @@ static const char pg_schema[] =
     "  ('schema_version', 1), ('next_ix', 1), ('reclaim_floor', 0)"
     "  ON CONFLICT (key) DO NOTHING";
 
-/* The writer only ever reads through indexes: a few rows by key, or a bounded range. The
- * planner may think otherwise while a fast-growing table's statistics are stale (it then
- * scans the whole table for a 1000-key lookup), so the writer session rules that out. */
-static const char pg_writer_session[] =
-    "SET enable_seqscan = off; SET enable_bitmapscan = off;"
-    " SET enable_hashjoin = off; SET enable_mergejoin = off";
-
 /* The writer's stage: rows to change in documents, consumed by the statement that applies
  * them (op: 1 replace, 2 delete, 3 set the index entry; 0, insert, goes in by COPY). */
 static const char pg_stage[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage("
     "  op bigint NOT NULL, tablet bigint NOT NULL, id bytea NOT NULL, ct float8,"
-    "  value text, ix bigint, key bytea) ON COMMIT DELETE ROWS";
+    "  value text, ix bigint, key bytea, kh bytea) ON COMMIT DELETE ROWS";
 
 enum { OP_INSERT, OP_REPLACE, OP_DELETE, OP_ENTRY };
 
 static const char pg_copy_stage[] =
-    "COPY stage(op, tablet, id, ct, value, ix, key) FROM STDIN (FORMAT binary)";
+    "COPY stage(op, tablet, id, ct, value, ix, key, kh) FROM STDIN (FORMAT binary)";
 
 static const char pg_copy_documents[] =
-    "COPY documents(tablet, id, ts, creation_time, value, ix, key) FROM STDIN (FORMAT binary)";
+    "COPY documents(tablet, id, ts, creation_time, value, ix, key, kh)"
+    " FROM STDIN (FORMAT binary)";
 static const char pg_copy_changes[] =
     "COPY changes(ts, tablet, id, deleted) FROM STDIN (FORMAT binary)";
 
@@ -162,7 +160,7 @@ struct pg_store {
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
-    buf key, copy, copy_docs, copy_changes, keys, text;
+    buf key, copy, copy_docs, copy_changes, keys, hashes, text;
     pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
     size_t nshapes, cap_shapes;
 
@@ -223,6 +221,13 @@ static int writable(pg_store *s, tr_err *e) {
     if (!s->readonly) return 0;
     return err_set(e, 500, "StorageError", "The database is open read-only");
 }
+
+/* The writer session: a writer waiting for the commit lock longer than lock_timeout
+ * gives up with a 503 instead of hanging, and a writer process that stalls inside a
+ * transaction (stopped, partitioned) loses it after a minute, releasing the lock for the
+ * others. */
+static const char pg_writer_session[] =
+    "SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '60s'";
 
 /* The writer connection, (re)connected when it was lost. */
 static int writer_ready(pg_store *s, tr_err *e) {
@@ -332,9 +337,17 @@ static void rollback(pg_store *s) {
 /* Opens the group's transaction: the commit lock first, then the last timestamp, read
  * by a statement that starts after the lock is held, so it sees every earlier commit. */
 static int group_begin(pg_store *s, tr_err *e) {
-    if (writer_ready(s, e) != 0) return -1;
-    PGresult *r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(7596902372845318401);"
-                               " SELECT value FROM meta WHERE key = 'last_ts'");
+    PGresult *r = NULL;
+    /* a connection that died while idle (a database restart) only shows when used: then
+     * nothing reached the database yet, so reconnect and try once more */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PQclear(r);
+        r = NULL;
+        if (writer_ready(s, e) != 0) return -1;
+        r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(7596902372845318401);"
+                         " SELECT value FROM meta WHERE key = 'last_ts'");
+        if (PQstatus(s->w) == CONNECTION_OK) break;
+    }
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         pg_error(s->w, r, "BEGIN", e);
         PQclear(r);
@@ -510,6 +523,13 @@ static int index_instance(pg_store *s, int64_t *ix, tr_err *e) {
     return 0;
 }
 
+/* The index holds a digest of each key rather than the key: entries stay small and of
+ * one size, and a key of any length can be indexed (a btree entry is limited to about
+ * 2.7 kB). Lookups recheck the key itself. */
+static void key_digest(const void *key, size_t len, unsigned char out[PG_KEY_HASH_LEN]) {
+    crypto_generichash(out, PG_KEY_HASH_LEN, key, len, NULL, 0);
+}
+
 /* ---- import ----
  *
  * A job first works out, in C, what each record does to which document, exactly as if
@@ -616,18 +636,27 @@ static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *ta
     for (size_t i = 0; i < b->nrecords; i++)
         n += b->streams[b->records[i].stream].dedup && map[b->records[i].stream] == tab;
     pg_array_start(&s->keys, n);
+    pg_array_start(&s->hashes, n);
     for (size_t i = 0; i < b->nrecords; i++) {
         const store_record *rec = &b->records[i];
-        if (b->streams[rec->stream].dedup && map[rec->stream] == tab)
-            pg_array_item(&s->keys, b->keys + rec->key_off, rec->key_len);
+        if (!b->streams[rec->stream].dedup || map[rec->stream] != tab) continue;
+        unsigned char h[PG_KEY_HASH_LEN];
+        key_digest(b->keys + rec->key_off, rec->key_len, h);
+        pg_array_item(&s->keys, b->keys + rec->key_off, rec->key_len);
+        pg_array_item(&s->hashes, h, sizeof h);
     }
     pg_params p = {0};
     pgp_i64(&p, tabs[tab].ix);
+    pgp_bytea_array(&p, &s->hashes);
     pgp_bytea_array(&p, &s->keys);
+    /* LATERAL ... OFFSET 0: one index probe per key, whatever the statistics say (with
+     * stale ones the planner would otherwise scan every entry of the index instance) */
     PGresult *r = pg_exec(s->w,
                           "SELECT d.key, d.id, d.creation_time"
-                          " FROM (SELECT DISTINCT key FROM unnest($2::bytea[]) u(key)) k"
-                          " JOIN documents d ON d.ix = $1 AND d.key = k.key",
+                          " FROM (SELECT DISTINCT h, key FROM unnest($2::bytea[], $3::bytea[])"
+                          "       u(h, key)) k"
+                          " CROSS JOIN LATERAL (SELECT key, id, creation_time FROM documents"
+                          "   WHERE ix = $1 AND kh = k.h AND key = k.key OFFSET 0) d",
                           &p, e);
     if (!r) return -1;
     for (int row = 0; row < PQntuples(r); row++) {
@@ -705,6 +734,19 @@ static void plan_dedup(import_job *ij, pg_table *tabs, int tab, const store_reco
     }
 }
 
+/* The index entry columns of a COPY row (ix, key, kh): NULL when ix is 0. */
+static void copy_entry(buf *b, int64_t ix, const unsigned char *key, size_t len) {
+    if (!ix) {
+        for (int i = 0; i < 3; i++) pg_copy_bytes(b, NULL, 0);
+        return;
+    }
+    unsigned char h[PG_KEY_HASH_LEN];
+    key_digest(key, len, h);
+    pg_copy_i64(b, ix);
+    pg_copy_bytes(b, key, len);
+    pg_copy_bytes(b, h, sizeof h);
+}
+
 /* The job's decisions, in at most three bulk operations: new documents and change-log
  * rows go in by COPY; replaces and deletes go to the stage and pg_apply makes them. */
 static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
@@ -729,26 +771,23 @@ static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t
         changed++;
         if (op == OP_INSERT) {
             buf *b = &s->copy_docs;
-            pg_copy_row(b, 7);
+            pg_copy_row(b, 8);
             pg_copy_i64(b, t->tablet);
             pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
             pg_copy_i64(b, ts);
             pg_copy_f64(b, d->ct);
             pg_copy_bytes(b, d->doc, d->len);
-            if (t->has_index && d->key) pg_copy_i64(b, t->ix);
-            else pg_copy_bytes(b, NULL, 0);
-            pg_copy_bytes(b, t->has_index ? d->key : NULL, d->klen);
+            copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
             inserted++;
             continue;
         }
-        pg_copy_row(&s->copy, 7);
+        pg_copy_row(&s->copy, 8);
         pg_copy_i64(&s->copy, op);
         pg_copy_i64(&s->copy, t->tablet);
         pg_copy_bytes(&s->copy, d->id, DOCID_INTERNAL_LEN);
         pg_copy_bytes(&s->copy, NULL, 0);
         pg_copy_bytes(&s->copy, op == OP_DELETE ? NULL : d->doc, d->len);
-        pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_bytes(&s->copy, NULL, 0);
+        copy_entry(&s->copy, 0, NULL, 0);
         staged++;
     }
     pg_params p = {0};
@@ -1041,14 +1080,13 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
         const char *v = pg_val(docs, i, 1, &vlen);
         arena_reset(s->doc_arena);
         rc = store_doc_key(&k, v, vlen, s->doc_arena, &s->key, e);
-        pg_copy_row(&s->copy, 7);
+        pg_copy_row(&s->copy, 8);
         pg_copy_i64(&s->copy, OP_ENTRY);
         pg_copy_i64(&s->copy, tablet);
         pg_copy_bytes(&s->copy, id, idlen);
         pg_copy_bytes(&s->copy, NULL, 0);
         pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_i64(&s->copy, ix);
-        pg_copy_bytes(&s->copy, s->key.p, s->key.len);
+        copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
     }
     if (rc == 0 && rows > 0) {
         pg_params q = {0};
@@ -1058,8 +1096,8 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
         pgp_bytes(&q, last, idlen);
         rc = pg_copy_send(s->w, pg_copy_stage, &s->copy, e) == 0 &&
                      pg_run(s->w,
-                            "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key)"
-                            " UPDATE documents d SET ix = s.ix, key = s.key FROM s"
+                            "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key, kh)"
+                            " UPDATE documents d SET ix = s.ix, key = s.key, kh = s.kh FROM s"
                             " WHERE d.tablet = s.tablet AND d.id = s.id",
                             NULL, e) == 0 &&
                      pg_run(s->w, "UPDATE pk_indexes SET cursor = $2 WHERE table_number = $1",
@@ -1189,36 +1227,45 @@ static void *bg_main(void *arg) {
 
 /* ---- open / close ---- */
 
-/* Creates or checks the schema. Serialised across processes by a session lock, since
- * concurrent CREATE ... IF NOT EXISTS can still collide. */
-static int schema_setup(PGconn *c, int readonly, tr_err *e) {
-    int64_t version = 0;
-    if (readonly) {
-        PGresult *r = pg_exec(c, "SELECT 1 FROM pg_namespace WHERE nspname = 'tributary'",
-                              NULL, e);
-        if (!r) return -1;
-        int found = PQntuples(r) == 1;
-        PQclear(r);
-        if (!found)
-            return err_set(e, 500, "StorageError",
-                           "The database holds no tributary data (no schema 'tributary')");
-    } else {
-        if (pg_run(c, "SELECT pg_advisory_lock(7596902372845318402)", NULL, e) != 0) return -1;
-        pg_params p = {0};
-        pgp_i64(&p, clock_ns());
-        int rc = pg_run(c, pg_schema, NULL, e) == 0 &&
-                         /* a new database starts at the clock: a cursor of 0 means "none" to
-                          * some clients */
-                         pg_run(c,
-                                "INSERT INTO meta(key, value) VALUES ('last_ts', $1)"
-                                " ON CONFLICT (key) DO NOTHING",
-                                &p, e) == 0
-                     ? 0
-                     : -1;
-        tr_err ignored;
-        pg_run(c, "SELECT pg_advisory_unlock(7596902372845318402)", NULL, &ignored);
-        if (rc != 0) return -1;
+static int schema_exists(PGconn *c, int *exists, tr_err *e) {
+    PGresult *r = pg_exec(c, "SELECT to_regclass('tributary.meta') IS NOT NULL", NULL, e);
+    if (!r) return -1;
+    *exists = pg_i64(r, 0, 0) != 0;
+    PQclear(r);
+    return 0;
+}
+
+/* Creates the schema when it is missing (one transaction: the DDL and the first
+ * timestamp, which starts at the clock as a cursor of 0 means "none" to some clients).
+ * Processes starting together serialise on a session lock; an existing schema is never
+ * touched, so a starting process takes no lock a running writer could be waiting on. */
+static int schema_create(PGconn *c, tr_err *e) {
+    if (pg_run(c, "SELECT pg_advisory_lock(7596902372845318402)", NULL, e) != 0) return -1;
+    int exists = 0;
+    int rc = schema_exists(c, &exists, e);
+    if (rc == 0 && !exists) {
+        buf sql = BUF_INIT;
+        buf_printf(&sql,
+                   "%s; INSERT INTO tributary.meta(key, value) VALUES ('last_ts', %lld)"
+                   " ON CONFLICT (key) DO NOTHING",
+                   pg_schema, (long long)clock_ns());
+        rc = pg_run(c, sql.p, NULL, e);
+        buf_free(&sql);
     }
+    tr_err ignored;
+    pg_run(c, "SELECT pg_advisory_unlock(7596902372845318402)", NULL, &ignored);
+    return rc;
+}
+
+/* Creates the schema if needed (not in read-only mode) and checks its version. */
+static int schema_setup(PGconn *c, int readonly, tr_err *e) {
+    int exists;
+    if (schema_exists(c, &exists, e) != 0) return -1;
+    if (!exists && readonly)
+        return err_set(e, 500, "StorageError",
+                       "The database holds no tributary data (no schema 'tributary')");
+    if (!exists && schema_create(c, e) != 0) return -1;
+    int64_t version = 0;
     if (meta_i64(c, "schema_version", &version, e) != 0) return -1;
     if (version != PG_SCHEMA_VERSION)
         return err_set(e, 500, "StorageError",
@@ -1248,6 +1295,7 @@ static void pg_close(store *st) {
     buf_free(&s->copy_docs);
     buf_free(&s->copy_changes);
     buf_free(&s->keys);
+    buf_free(&s->hashes);
     buf_free(&s->text);
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);

@@ -19,6 +19,8 @@
 #define OID_FLOAT8 701
 #define OID_BYTEA_ARRAY 1001
 
+#define PG_COPY_CHUNK (1 << 20) /* COPY data goes out in messages of at most this */
+
 static const char pg_session[] =
     "SET search_path = tributary; SET synchronous_commit = on;"
     " SET client_min_messages = warning; SET jit = off";
@@ -56,7 +58,14 @@ int pg_error(PGconn *c, const PGresult *r, const char *what, tr_err *e) {
 }
 
 PGconn *pg_connect(const char *url, tr_err *e) {
-    PGconn *c = PQconnectdb(url);
+    /* Defaults first, the URL last: what the URL sets wins (libpq keeps the last value).
+     * Keepalives make a dead peer on TCP show within about a minute instead of the
+     * kernel's two hours. */
+    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "dbname", NULL};
+    const char *values[] = {"10", "30", "10", "3", url, NULL};
+    PGconn *c = PQconnectdbParams(keys, values, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
         char m[400];
         message(c ? PQerrorMessage(c) : "out of memory", m, sizeof m);
@@ -237,7 +246,11 @@ int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e) {
         return -1;
     }
     PQclear(r);
-    int ok = PQputCopyData(c, b->p, (int)b->len) == 1;
+    int ok = 1;
+    for (size_t off = 0; ok && off < b->len; off += PG_COPY_CHUNK) {
+        size_t n = b->len - off < PG_COPY_CHUNK ? b->len - off : PG_COPY_CHUNK;
+        ok = PQputCopyData(c, b->p + off, (int)n) == 1;
+    }
     ok = PQputCopyEnd(c, ok ? NULL : "tributary: sending the rows failed") == 1 && ok;
     int rc = 0;
     while ((r = PQgetResult(c))) {

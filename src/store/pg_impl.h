@@ -21,10 +21,12 @@
  *   tablets(id bigserial PK, table_number bigint, created_ts bigint, dropped_ts bigint
  *           NULL = current, doc_count bigint)
  *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text,
- *             ix bigint, key bytea; PK(tablet, id); index (ix, key))
- *       `ix`/`key`: the primary key index entry of the document. `ix` is the index
- *       instance it was computed for (pk_indexes.ix); a document whose ix is not the
- *       index's current one has no entry yet (the backfill gives it one).
+ *             ix bigint, key bytea, kh bytea; PK(tablet, id); index (ix, kh))
+ *       `ix`/`key`: the primary key index entry of the document, `kh` a 16-byte digest
+ *       of `key` (the index holds the digest, so keys of any length fit; lookups recheck
+ *       `key`). `ix` is the index instance the entry was computed for (pk_indexes.ix); a
+ *       document whose ix is not the index's current one has no entry yet (the backfill
+ *       gives it one).
  *   history(tablet, id, valid_from, valid_to, creation_time, value; index on valid_to)
  *   changes(ts bigint, tablet bigint, id bytea, deleted bool; PK(ts, tablet, id))
  *   pk_indexes(table_number bigint PK, ix bigint UNIQUE, fields text,

@@ -36,6 +36,24 @@ class DedupTests(ServerTestCase):
         self.assertEqual([g[1] for g in got], [{"id": 1, "v": 3, "extra": True},
                                                {"id": 2, "v": 1}])
 
+    def test_long_key_values_upsert_and_build_an_index(self):
+        # keys far longer than a PostgreSQL btree entry (about 2.7 kB), incompressible
+        longs = ["".join("%08x" % ((i * 2654435761 + j * 40503) & 0xffffffff)
+                         for j in range(800)) + str(i) for i in range(3)]
+        self.index("longkey", ["id"])
+        self.assertCounts(self.upsert("longkey", [{"id": k, "v": 1} for k in longs]),
+                          messages=3, inserted=3)
+        self.assertCounts(self.upsert("longkey", [{"id": longs[1], "v": 2}]),
+                          messages=1, inserted=0, replaced=1)
+        got = sorted((d["id"], d["v"]) for d in self.export("longkey"))
+        self.assertEqual(got, sorted([(longs[0], 1), (longs[1], 2), (longs[2], 1)]))
+        # and an index built over existing documents with such keys becomes ready
+        self.assertOk(self.server.import_records({"longapp": append_stream()},
+                                                 messages("longapp", [{"id": k} for k in longs])))
+        self.index("longapp", ["id"])
+        self.assertCounts(self.upsert("longapp", [{"id": longs[2], "v": 9}]),
+                          messages=1, inserted=0, replaced=1)
+
     def test_cdc_deletion_and_dropped_cdc_fields(self):
         self.index("cdc", ["id"])
         r = self.upsert("cdc", [
