@@ -160,7 +160,7 @@ struct pg_store {
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
-    buf key, copy, copy_docs, copy_changes, keys, hashes, text;
+    buf key, copy, keys, hashes, text;
     pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
     size_t nshapes, cap_shapes;
 
@@ -747,56 +747,82 @@ static void copy_entry(buf *b, int64_t ix, const unsigned char *key, size_t len)
     pg_copy_bytes(b, h, sizeof h);
 }
 
-/* The job's decisions, in at most three bulk operations: new documents and change-log
- * rows go in by COPY; replaces and deletes go to the stage and pg_apply makes them. */
+/* What a planned document needs written: OP_INSERT, OP_REPLACE, OP_DELETE, or -1. */
+static int plan_op(const plan_doc *d) {
+    switch (d->state) {
+    case D_NEW: return OP_INSERT;
+    case D_REPLACED: return OP_REPLACE;
+    case D_DELETED: return d->stored ? OP_DELETE : -1; /* born in this job: never seen */
+    default: return -1;
+    }
+}
+
+enum { PASS_STAGE, PASS_DOCUMENTS, PASS_CHANGES };
+
+static void copy_plan_row(buf *b, int pass, int op, const plan_doc *d, const pg_table *t,
+                          int64_t ts) {
+    if (pass == PASS_CHANGES) {
+        pg_copy_row(b, 4);
+        pg_copy_i64(b, ts);
+        pg_copy_i64(b, t->tablet);
+        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
+        pg_copy_bool(b, op == OP_DELETE);
+    } else if (pass == PASS_DOCUMENTS) {
+        pg_copy_row(b, 8);
+        pg_copy_i64(b, t->tablet);
+        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
+        pg_copy_i64(b, ts);
+        pg_copy_f64(b, d->ct);
+        pg_copy_bytes(b, d->doc, d->len);
+        copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
+    } else {
+        pg_copy_row(b, 8);
+        pg_copy_i64(b, op);
+        pg_copy_i64(b, t->tablet);
+        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
+        pg_copy_bytes(b, NULL, 0);
+        pg_copy_bytes(b, op == OP_DELETE ? NULL : d->doc, d->len);
+        copy_entry(b, 0, NULL, 0);
+    }
+}
+
+/* One COPY of the plan's rows of one kind, streamed. */
+static int copy_plan(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts, int pass,
+                     tr_err *e) {
+    static const char *const sql[] = {pg_copy_stage, pg_copy_documents, pg_copy_changes};
+    if (pg_copy_open(s->w, sql[pass], &s->copy, e) != 0) return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ij->pl.ndocs; i++) {
+        const plan_doc *d = &ij->pl.docs[i];
+        int op = plan_op(d);
+        int wanted = pass == PASS_CHANGES     ? op >= 0
+                     : pass == PASS_DOCUMENTS ? op == OP_INSERT
+                                              : op == OP_REPLACE || op == OP_DELETE;
+        if (!wanted) continue;
+        copy_plan_row(&s->copy, pass, op, d, &tabs[d->tab], ts);
+        rc = pg_copy_flush(s->w, &s->copy, e);
+    }
+    return pg_copy_close(s->w, &s->copy, rc, e);
+}
+
+/* The job's decisions in at most three bulk operations: replaces and deletes go to the
+ * stage and pg_apply makes them (first: history must read the versions they end); new
+ * documents and change-log rows go in by COPY. */
 static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
                       tr_err *e) {
-    pg_copy_start(&s->copy);
-    pg_copy_start(&s->copy_docs);
-    pg_copy_start(&s->copy_changes);
-    size_t staged = 0, inserted = 0, changed = 0;
+    size_t staged = 0, inserted = 0;
     for (size_t i = 0; i < ij->pl.ndocs; i++) {
-        const plan_doc *d = &ij->pl.docs[i];
-        const pg_table *t = &tabs[d->tab];
-        int op = d->state == D_REPLACED  ? OP_REPLACE
-                 : d->state == D_NEW     ? OP_INSERT
-                 : d->state == D_DELETED && d->stored ? OP_DELETE
-                                                     : -1;
-        if (op < 0) continue;
-        pg_copy_row(&s->copy_changes, 4);
-        pg_copy_i64(&s->copy_changes, ts);
-        pg_copy_i64(&s->copy_changes, t->tablet);
-        pg_copy_bytes(&s->copy_changes, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_bool(&s->copy_changes, op == OP_DELETE);
-        changed++;
-        if (op == OP_INSERT) {
-            buf *b = &s->copy_docs;
-            pg_copy_row(b, 8);
-            pg_copy_i64(b, t->tablet);
-            pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
-            pg_copy_i64(b, ts);
-            pg_copy_f64(b, d->ct);
-            pg_copy_bytes(b, d->doc, d->len);
-            copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
-            inserted++;
-            continue;
-        }
-        pg_copy_row(&s->copy, 8);
-        pg_copy_i64(&s->copy, op);
-        pg_copy_i64(&s->copy, t->tablet);
-        pg_copy_bytes(&s->copy, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_bytes(&s->copy, op == OP_DELETE ? NULL : d->doc, d->len);
-        copy_entry(&s->copy, 0, NULL, 0);
-        staged++;
+        int op = plan_op(&ij->pl.docs[i]);
+        inserted += op == OP_INSERT;
+        staged += op == OP_REPLACE || op == OP_DELETE;
     }
     pg_params p = {0};
     pgp_i64(&p, ts);
-    if (staged && (pg_copy_send(s->w, pg_copy_stage, &s->copy, e) != 0 ||
+    if (staged && (copy_plan(s, ij, tabs, ts, PASS_STAGE, e) != 0 ||
                    pg_run(s->w, pg_apply, &p, e) != 0))
         return -1;
-    if (inserted && pg_copy_send(s->w, pg_copy_documents, &s->copy_docs, e) != 0) return -1;
-    return changed ? pg_copy_send(s->w, pg_copy_changes, &s->copy_changes, e) : 0;
+    if (inserted && copy_plan(s, ij, tabs, ts, PASS_DOCUMENTS, e) != 0) return -1;
+    return staged + inserted ? copy_plan(s, ij, tabs, ts, PASS_CHANGES, e) : 0;
 }
 
 static int import_check_index(pg_store *s, const pg_table *t, const store_stream *st,
@@ -1034,6 +1060,34 @@ static int pg_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_e
 
 /* ---- background work: one step per job, all progress in the database ---- */
 
+/* Gives each document of `docs` (id, value) its entry in index instance ix. */
+static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t ix,
+                            const pkey *k, tr_err *e) {
+    if (pg_copy_open(s->w, pg_copy_stage, &s->copy, e) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(docs); i++) {
+        size_t idlen, vlen;
+        const char *id = pg_val(docs, i, 0, &idlen);
+        const char *v = pg_val(docs, i, 1, &vlen);
+        arena_reset(s->doc_arena);
+        if ((rc = store_doc_key(k, v, vlen, s->doc_arena, &s->key, e)) != 0) break;
+        pg_copy_row(&s->copy, 8);
+        pg_copy_i64(&s->copy, OP_ENTRY);
+        pg_copy_i64(&s->copy, tablet);
+        pg_copy_bytes(&s->copy, id, idlen);
+        pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_bytes(&s->copy, NULL, 0);
+        copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
+        rc = pg_copy_flush(s->w, &s->copy, e);
+    }
+    if (pg_copy_close(s->w, &s->copy, rc, e) != 0) return -1;
+    return pg_run(s->w,
+                  "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key, kh)"
+                  " UPDATE documents d SET ix = s.ix, key = s.key, kh = s.kh FROM s"
+                  " WHERE d.tablet = s.tablet AND d.id = s.id",
+                  NULL, e);
+}
+
 /* Indexes the next chunk of the first backfilling index's documents, up to end_id, and
  * marks the index ready once it has seen them all. */
 static int backfill_step(pg_store *s, int *more, tr_err *e) {
@@ -1073,33 +1127,13 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
     PQclear(r);
     if (rc != 0 || (!no_end && !docs)) return -1;
     int rows = docs ? PQntuples(docs) : 0;
-    pg_copy_start(&s->copy);
-    for (int i = 0; i < rows && rc == 0; i++) {
-        size_t idlen, vlen;
-        const char *id = pg_val(docs, i, 0, &idlen);
-        const char *v = pg_val(docs, i, 1, &vlen);
-        arena_reset(s->doc_arena);
-        rc = store_doc_key(&k, v, vlen, s->doc_arena, &s->key, e);
-        pg_copy_row(&s->copy, 8);
-        pg_copy_i64(&s->copy, OP_ENTRY);
-        pg_copy_i64(&s->copy, tablet);
-        pg_copy_bytes(&s->copy, id, idlen);
-        pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_bytes(&s->copy, NULL, 0);
-        copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
-    }
-    if (rc == 0 && rows > 0) {
+    if (rows > 0) {
         pg_params q = {0};
         size_t idlen;
         const char *last = pg_val(docs, rows - 1, 0, &idlen);
         pgp_i64(&q, number);
         pgp_bytes(&q, last, idlen);
-        rc = pg_copy_send(s->w, pg_copy_stage, &s->copy, e) == 0 &&
-                     pg_run(s->w,
-                            "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key, kh)"
-                            " UPDATE documents d SET ix = s.ix, key = s.key, kh = s.kh FROM s"
-                            " WHERE d.tablet = s.tablet AND d.id = s.id",
-                            NULL, e) == 0 &&
+        rc = backfill_entries(s, docs, tablet, ix, &k, e) == 0 &&
                      pg_run(s->w, "UPDATE pk_indexes SET cursor = $2 WHERE table_number = $1",
                             &q, e) == 0
                  ? 0
@@ -1292,8 +1326,6 @@ static void pg_close(store *st) {
     arena_free(s->doc_arena);
     buf_free(&s->key);
     buf_free(&s->copy);
-    buf_free(&s->copy_docs);
-    buf_free(&s->copy_changes);
     buf_free(&s->keys);
     buf_free(&s->hashes);
     buf_free(&s->text);

@@ -19,7 +19,7 @@
 #define OID_FLOAT8 701
 #define OID_BYTEA_ARRAY 1001
 
-#define PG_COPY_CHUNK (1 << 20) /* COPY data goes out in messages of at most this */
+#define PG_COPY_CHUNK (1 << 20) /* COPY data goes out in messages of about this */
 
 static const char pg_session[] =
     "SET search_path = tributary; SET synchronous_commit = on;"
@@ -195,12 +195,43 @@ const char *pg_val(const PGresult *r, int row, int col, size_t *len) {
 
 /* ---- binary COPY ---- */
 
-void pg_copy_start(buf *b) {
+int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e) {
     static const char sig[11] = "PGCOPY\n\377\r\n\0";
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COPY_IN;
+    if (!ok) pg_error(c, r, "COPY", e);
+    PQclear(r);
+    if (!ok) return -1;
     buf_reset(b);
     buf_append(b, sig, sizeof sig);
     put32(b, 0); /* flags */
     put32(b, 0); /* header extension length */
+    return 0;
+}
+
+static int copy_put(PGconn *c, buf *b, tr_err *e) {
+    int ok = b->len == 0 || PQputCopyData(c, b->p, (int)b->len) == 1;
+    buf_reset(b);
+    return ok ? 0 : pg_error(c, NULL, "COPY", e);
+}
+
+int pg_copy_flush(PGconn *c, buf *b, tr_err *e) {
+    return b->len >= PG_COPY_CHUNK ? copy_put(c, b, e) : 0;
+}
+
+int pg_copy_close(PGconn *c, buf *b, int rc, tr_err *e) {
+    uint16_t end = 0xFFFF;
+    buf_append(b, &end, 2);
+    if (rc == 0) rc = copy_put(c, b, e);
+    buf_reset(b);
+    int sent = PQputCopyEnd(c, rc == 0 ? NULL : "tributary: the rows could not be built") == 1;
+    PGresult *r;
+    while ((r = PQgetResult(c))) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) rc = pg_error(c, r, "COPY", e);
+        PQclear(r);
+    }
+    if (!sent && rc == 0) rc = pg_error(c, NULL, "COPY", e);
+    return rc;
 }
 
 void pg_copy_row(buf *b, int nfields) {
@@ -234,29 +265,4 @@ void pg_copy_bytes(buf *b, const void *v, size_t len) {
     }
     put32(b, (uint32_t)len);
     buf_append(b, v, len);
-}
-
-int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e) {
-    uint16_t end = 0xFFFF;
-    buf_append(b, &end, 2);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        pg_error(c, r, "COPY", e);
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    int ok = 1;
-    for (size_t off = 0; ok && off < b->len; off += PG_COPY_CHUNK) {
-        size_t n = b->len - off < PG_COPY_CHUNK ? b->len - off : PG_COPY_CHUNK;
-        ok = PQputCopyData(c, b->p + off, (int)n) == 1;
-    }
-    ok = PQputCopyEnd(c, ok ? NULL : "tributary: sending the rows failed") == 1 && ok;
-    int rc = 0;
-    while ((r = PQgetResult(c))) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) rc = pg_error(c, r, "COPY", e);
-        PQclear(r);
-    }
-    if (!ok && rc == 0) rc = pg_error(c, NULL, "COPY", e);
-    return rc;
 }

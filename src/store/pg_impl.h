@@ -100,16 +100,20 @@ double pg_f64(const PGresult *r, int row, int col);    /* float8 */
  * unspecified in C): take the pointer first. */
 const char *pg_val(const PGresult *r, int row, int col, size_t *len);
 
-/* Binary COPY: pg_copy_start writes the header into `b`; per row pg_copy_row with its
- * number of fields, then one pg_copy_* per field; pg_copy_send adds the trailer and runs
- * `sql` ("COPY t(...) FROM STDIN (FORMAT binary)") with b as its data. */
-void pg_copy_start(buf *b);
+/* Binary COPY, streamed so memory stays bounded: pg_copy_open runs `sql` ("COPY t(...)
+ * FROM STDIN (FORMAT binary)") and puts the header into `b`; per row pg_copy_row with
+ * its number of fields, one pg_copy_* per field, then pg_copy_flush (which sends `b` once
+ * it holds about a MiB); pg_copy_close sends the rest and returns the COPY's result. Give
+ * pg_copy_close the error state so far (0, or -1 with *e filled: the COPY is then
+ * abandoned and nothing of it is written). Not after a failed pg_copy_open. */
+int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e);
 void pg_copy_row(buf *b, int nfields);
 void pg_copy_i64(buf *b, int64_t v);
 void pg_copy_f64(buf *b, double v);
 void pg_copy_bool(buf *b, int v);
 void pg_copy_bytes(buf *b, const void *v, size_t len); /* bytea or text; v NULL: NULL */
-int pg_copy_send(PGconn *c, const char *sql, buf *b, tr_err *e);
+int pg_copy_flush(PGconn *c, buf *b, tr_err *e);
+int pg_copy_close(PGconn *c, buf *b, int rc, tr_err *e);
 
 /* ---- the engine (pg.c) ---- */
 
