@@ -1750,7 +1750,7 @@ static int sq_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e) {
 /* ---- open / close ---- */
 
 static const char sq_writer_pragmas[] =
-    "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
+    "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;"
     "PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;"
     "PRAGMA journal_size_limit = 67108864;";
 
