@@ -43,8 +43,9 @@
 #include "util/arena.h"
 #include "util/xalloc.h"
 
-#define PG_COMMIT_LOCK 7596902372845318401LL /* serialises writers of every process */
-#define PG_SCHEMA_LOCK 7596902372845318402LL /* serialises schema creation */
+/* advisory lock keys, as SQL literals */
+#define PG_COMMIT_LOCK "7596902372845318401" /* serialises writers of every process */
+#define PG_SCHEMA_LOCK "7596902372845318402" /* serialises schema creation */
 #define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
 #define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
 #define PG_KEY_HASH_LEN 16 /* bytes of the key digest the index holds */
@@ -331,7 +332,8 @@ static void bg_wake(pg_store *s) {
 
 static void rollback(pg_store *s) {
     tr_err ignored;
-    if (s->w && PQtransactionStatus(s->w) != PQTRANS_IDLE) pg_run(s->w, "ROLLBACK", NULL, &ignored);
+    if (s->w && PQtransactionStatus(s->w) != PQTRANS_IDLE)
+        pg_run(s->w, "ROLLBACK", NULL, &ignored);
 }
 
 /* Opens the group's transaction: the commit lock first, then the last timestamp, read
@@ -344,7 +346,7 @@ static int group_begin(pg_store *s, tr_err *e) {
         PQclear(r);
         r = NULL;
         if (writer_ready(s, e) != 0) return -1;
-        r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(7596902372845318401);"
+        r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ");"
                          " SELECT value FROM meta WHERE key = 'last_ts'");
         if (PQstatus(s->w) == CONNECTION_OK) break;
     }
@@ -1274,7 +1276,7 @@ static int schema_exists(PGconn *c, int *exists, tr_err *e) {
  * Processes starting together serialise on a session lock; an existing schema is never
  * touched, so a starting process takes no lock a running writer could be waiting on. */
 static int schema_create(PGconn *c, tr_err *e) {
-    if (pg_run(c, "SELECT pg_advisory_lock(7596902372845318402)", NULL, e) != 0) return -1;
+    if (pg_run(c, "SELECT pg_advisory_lock(" PG_SCHEMA_LOCK ")", NULL, e) != 0) return -1;
     int exists = 0;
     int rc = schema_exists(c, &exists, e);
     if (rc == 0 && !exists) {
@@ -1287,7 +1289,7 @@ static int schema_create(PGconn *c, tr_err *e) {
         buf_free(&sql);
     }
     tr_err ignored;
-    pg_run(c, "SELECT pg_advisory_unlock(7596902372845318402)", NULL, &ignored);
+    pg_run(c, "SELECT pg_advisory_unlock(" PG_SCHEMA_LOCK ")", NULL, &ignored);
     return rc;
 }
 
