@@ -180,6 +180,11 @@ int64_t pg_retention_ns(const pg_store *s) {
     return s->retention_ns;
 }
 
+/* Every read walks an index in order and stops after a page (ORDER BY … LIMIT). On a
+ * table bulk-loaded moments ago and never analyzed, the planner would rather scan the
+ * whole rest of the range and sort it, for every page: readers rule that out. */
+static const char pg_reader_session[] = "SET enable_bitmapscan = off; SET enable_sort = off";
+
 PGconn *pg_reader_get(pg_store *s, tr_err *e) {
     PGconn *c = NULL;
     pthread_mutex_lock(&s->rmu);
@@ -188,7 +193,8 @@ PGconn *pg_reader_get(pg_store *s, tr_err *e) {
     else s->nopen++;
     pthread_mutex_unlock(&s->rmu);
     if (c) return c;
-    if ((c = pg_connect(s->url, e))) return c;
+    if ((c = pg_connect(s->url, e)) && pg_run(c, pg_reader_session, NULL, e) == 0) return c;
+    PQfinish(c);
     pthread_mutex_lock(&s->rmu);
     s->nopen--;
     pthread_cond_signal(&s->rcv);
@@ -1090,6 +1096,25 @@ static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t
                   NULL, e);
 }
 
+/* The next chunk of documents to index, read through the primary key in id order
+ * whatever the statistics say: on a table bulk-loaded moments ago and never analyzed, the
+ * planner picks a bitmap scan of the whole rest of the range plus a sort for every
+ * chunk, which makes a backfill quadratic. */
+static PGresult *backfill_docs(pg_store *s, const pg_params *p, tr_err *e) {
+    if (pg_run(s->w, "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off", NULL,
+               e) != 0)
+        return NULL;
+    PGresult *r = pg_exec(s->w,
+                          "SELECT id, value FROM documents WHERE tablet = $1"
+                          " AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+                          p, e);
+    tr_err ignored;
+    if (pg_run(s->w, "RESET enable_bitmapscan; RESET enable_sort", NULL, r ? e : &ignored) == 0)
+        return r;
+    PQclear(r);
+    return NULL;
+}
+
 /* Indexes the next chunk of the first backfilling index's documents, up to end_id, and
  * marks the index ready once it has seen them all. */
 static int backfill_step(pg_store *s, int *more, tr_err *e) {
@@ -1120,12 +1145,7 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
     pgp_bytes(&p, cur, pg_isnull(r, 0, 3) ? 0 : clen);
     pgp_bytes(&p, end, elen);
     pgp_i64(&p, PG_BACKFILL_CHUNK);
-    PGresult *docs = rc == 0 && !no_end
-                         ? pg_exec(s->w,
-                                   "SELECT id, value FROM documents WHERE tablet = $1"
-                                   " AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
-                                   &p, e)
-                         : NULL;
+    PGresult *docs = rc == 0 && !no_end ? backfill_docs(s, &p, e) : NULL;
     PQclear(r);
     if (rc != 0 || (!no_end && !docs)) return -1;
     int rows = docs ? PQntuples(docs) : 0;
@@ -1371,7 +1391,10 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     pthread_condattr_destroy(&ca);
 
     PGconn *setup = pg_connect(s->url, e);
-    int rc = setup ? schema_setup(setup, s->readonly, e) : -1;
+    int rc = setup && schema_setup(setup, s->readonly, e) == 0 &&
+                     pg_run(setup, pg_reader_session, NULL, e) == 0
+                 ? 0
+                 : -1;
     if (rc == 0) {
         s->nopen = 1;
         pg_reader_put(s, setup);
