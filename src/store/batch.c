@@ -2,8 +2,10 @@
  * batch.c — per-batch work done on the request thread before queueing (batch.h).
  */
 #include "store/batch.h"
+#include "store/store_impl.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/xalloc.h"
 
@@ -29,3 +31,42 @@ void batch_shapes_free(const store_batch *b, shape **sh) {
     free(sh);
 }
 
+
+int batch_tables(const store_batch *b, int *map, const char **names, size_t *n, tr_err *e) {
+    for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;
+    *n = 0;
+    for (size_t i = 0; i < b->nrecords; i++) {
+        uint32_t si = b->records[i].stream;
+        if (si >= b->nstreams)
+            return err_set(e, 500, "StorageError", "Record %zu names stream %u of %zu", i, si,
+                           b->nstreams);
+        if (map[si] >= 0) continue;
+        const char *name = b->streams[si].table;
+        for (size_t k = 0; k < *n && map[si] < 0; k++)
+            if (strcmp(names[k], name) == 0) map[si] = (int)k;
+        if (map[si] >= 0) continue;
+        names[*n] = name;
+        map[si] = (int)(*n)++;
+    }
+    return 0;
+}
+
+int batch_check_index(const store_stream *st, int has_index, int ready, const char *fields,
+                      buf *scratch, tr_err *e) {
+    if (!has_index)
+        return err_set(e, 400, "IndexNotFoundError",
+                       "Index %s" STORE_INDEX_SUFFIX " not found.", st->table);
+    if (!ready)
+        return err_set(e, 400, "IndexBackfillingError",
+                       "Index %s" STORE_INDEX_SUFFIX
+                       " is currently backfilling and not available to query yet.",
+                       st->table);
+    buf_reset(scratch);
+    pkey_canonical(&st->key, scratch);
+    if (strcmp(scratch->p, fields) != 0)
+        return err_set(e, 400, "PrimaryKeyMismatch",
+                       "The primary key %s of stream %s does not match the fields %s of index "
+                       "%s" STORE_INDEX_SUFFIX ".",
+                       scratch->p, st->table, fields, st->table);
+    return 0;
+}

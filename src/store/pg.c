@@ -833,45 +833,13 @@ static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t
     return staged + inserted ? copy_plan(s, ij, tabs, ts, PASS_CHANGES, e) : 0;
 }
 
-static int import_check_index(pg_store *s, const pg_table *t, const store_stream *st,
-                              tr_err *e) {
-    if (!t->exists || !t->has_index)
-        return err_set(e, 400, "IndexNotFoundError", "Index %s" PG_INDEX_SUFFIX " not found.",
-                       st->table);
-    if (!t->index_ready)
-        return err_set(e, 400, "IndexBackfillingError",
-                       "Index %s" PG_INDEX_SUFFIX
-                       " is currently backfilling and not available to query yet.",
-                       st->table);
-    buf_reset(&s->key);
-    pkey_canonical(&st->key, &s->key);
-    if (strcmp(s->key.p, t->fields) != 0)
-        return err_set(e, 400, "PrimaryKeyMismatch",
-                       "The primary key %s of stream %s does not match the fields %s of index "
-                       "%s" PG_INDEX_SUFFIX ".",
-                       s->key.p, st->table, t->fields, st->table);
-    return 0;
-}
-
-/* Loads every table that has records (streams naming the same table share one entry);
- * map[stream] = index into tabs, or -1 for a stream without records. */
+/* Loads every table that has records; map[stream] = index into tabs, or -1. */
 static int import_tables(pg_store *s, const store_batch *b, int *map, pg_table *tabs,
                          size_t *ntabs, tr_err *e) {
-    for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;
-    *ntabs = 0;
-    for (size_t i = 0; i < b->nrecords; i++) {
-        uint32_t si = b->records[i].stream;
-        if (si >= b->nstreams)
-            return err_set(e, 500, "StorageError", "Record %zu names stream %u of %zu", i, si,
-                           b->nstreams);
-        if (map[si] >= 0) continue;
-        const char *name = b->streams[si].table;
-        for (size_t k = 0; k < *ntabs && map[si] < 0; k++)
-            if (strcmp(tabs[k].name, name) == 0) map[si] = (int)k;
-        if (map[si] >= 0) continue;
-        if (table_load(s, name, &tabs[*ntabs], e) != 0) return -1;
-        map[si] = (int)(*ntabs)++;
-    }
+    const char **names = arena_alloc(s->job_arena, b->nstreams * sizeof *names);
+    if (batch_tables(b, map, names, ntabs, e) != 0) return -1;
+    for (size_t k = 0; k < *ntabs; k++)
+        if (table_load(s, names[k], &tabs[k], e) != 0) return -1;
     return 0;
 }
 
@@ -899,10 +867,13 @@ static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
     pg_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
     size_t ntabs;
     if (import_tables(s, b, map, tabs, &ntabs, e) != 0) return -1;
-    for (size_t i = 0; i < b->nstreams; i++)
-        if (map[i] >= 0 && b->streams[i].dedup &&
-            import_check_index(s, &tabs[map[i]], &b->streams[i], e) != 0)
+    for (size_t i = 0; i < b->nstreams; i++) {
+        const pg_table *t = map[i] >= 0 ? &tabs[map[i]] : NULL;
+        if (t && b->streams[i].dedup &&
+            batch_check_index(&b->streams[i], t->exists && t->has_index, t->index_ready,
+                              t->fields, &s->key, e) != 0)
             return -1;
+    }
     for (size_t k = 0; k < ntabs; k++)
         if (!tabs[k].exists && table_create(s, &tabs[k], ts, e) != 0) return -1;
 

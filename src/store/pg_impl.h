@@ -46,7 +46,6 @@
 #include "util/err.h"
 
 #define PG_SCHEMA_VERSION 1
-#define PG_INDEX_SUFFIX "._by_airbyte_primary_key"
 
 /* ---- connections (pg_conn.c) ---- */
 

@@ -175,7 +175,7 @@ static int index_state(PGconn *c, const char *table, int *ready, tr_err *e) {
         if (n != 5 || memcmp(state, "ready", 5) != 0) *ready = 0;
     }
     PQclear(r);
-    if (!found) return err_set(e, 400, "MissingIndex", "Missing index: %s" PG_INDEX_SUFFIX, table);
+    if (!found) return err_set(e, 400, "MissingIndex", "Missing index: %s" STORE_INDEX_SUFFIX, table);
     return 0;
 }
 

@@ -58,7 +58,6 @@
 #define SQ_SCHEMA_VERSION 1
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_RECLAIM_INTERVAL_S 30 /* background pass when nothing woke it earlier */
-#define SQ_INDEX_SUFFIX "._by_airbyte_primary_key"
 
 /* ---- schema ---- */
 
@@ -869,46 +868,13 @@ static int import_dedup(sq_store *s, sq_table *t, const store_record *rec, const
     return 0;
 }
 
-/* A dedup stream may write only through a ready index on the same fields. */
-static int import_check_index(sq_store *s, const sq_table *t, const store_stream *st,
-                              tr_err *e) {
-    if (!t->exists || !t->has_index)
-        return err_set(e, 400, "IndexNotFoundError", "Index %s" SQ_INDEX_SUFFIX " not found.",
-                       st->table);
-    if (!t->index_ready)
-        return err_set(e, 400, "IndexBackfillingError",
-                       "Index %s" SQ_INDEX_SUFFIX
-                       " is currently backfilling and not available to query yet.",
-                       st->table);
-    buf_reset(&s->key);
-    pkey_canonical(&st->key, &s->key);
-    if (strcmp(s->key.p, t->fields) != 0)
-        return err_set(e, 400, "PrimaryKeyMismatch",
-                       "The primary key %s of stream %s does not match the fields %s of index "
-                       "%s" SQ_INDEX_SUFFIX ".",
-                       s->key.p, st->table, t->fields, st->table);
-    return 0;
-}
-
-/* Loads every table that has records in the batch (streams naming the same table share
- * one entry); map[stream] = index into tabs, or -1 for a stream without records. */
+/* Loads every table that has records; map[stream] = index into tabs, or -1. */
 static int import_tables(sq_store *s, const store_batch *b, int *map, sq_table *tabs,
                          size_t *ntabs, tr_err *e) {
-    for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;
-    *ntabs = 0;
-    for (size_t i = 0; i < b->nrecords; i++) {
-        uint32_t si = b->records[i].stream;
-        if (si >= b->nstreams)
-            return err_set(e, 500, "StorageError", "Record %zu names stream %u of %zu", i, si,
-                           b->nstreams);
-        if (map[si] >= 0) continue;
-        const char *name = b->streams[si].table;
-        for (size_t k = 0; k < *ntabs && map[si] < 0; k++)
-            if (strcmp(tabs[k].name, name) == 0) map[si] = (int)k;
-        if (map[si] >= 0) continue;
-        if (table_load(s, name, &tabs[*ntabs], e) != 0) return -1;
-        map[si] = (int)(*ntabs)++;
-    }
+    const char **names = arena_alloc(s->job_arena, b->nstreams * sizeof *names);
+    if (batch_tables(b, map, names, ntabs, e) != 0) return -1;
+    for (size_t k = 0; k < *ntabs; k++)
+        if (table_load(s, names[k], &tabs[k], e) != 0) return -1;
     return 0;
 }
 
@@ -923,10 +889,13 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     sq_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
     size_t ntabs;
     if (import_tables(s, b, map, tabs, &ntabs, e) != 0) return -1;
-    for (size_t i = 0; i < b->nstreams; i++)
-        if (map[i] >= 0 && b->streams[i].dedup &&
-            import_check_index(s, &tabs[map[i]], &b->streams[i], e) != 0)
+    for (size_t i = 0; i < b->nstreams; i++) {
+        const sq_table *t = map[i] >= 0 ? &tabs[map[i]] : NULL;
+        if (t && b->streams[i].dedup &&
+            batch_check_index(&b->streams[i], t->exists && t->has_index, t->index_ready,
+                              t->fields, &s->key, e) != 0)
             return -1;
+    }
     for (size_t k = 0; k < ntabs; k++)
         if (!tabs[k].exists && table_create(s, &tabs[k], ts, e) != 0) return -1;
 
@@ -1141,7 +1110,7 @@ static int index_state(sq_conn *c, const char *table, int *ready, tr_err *e) {
     if (rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ready") != 0)
         *ready = 0;
     if (rc == SQLITE_DONE)
-        err_set(e, 400, "MissingIndex", "Missing index: %s" SQ_INDEX_SUFFIX, table);
+        err_set(e, 400, "MissingIndex", "Missing index: %s" STORE_INDEX_SUFFIX, table);
     else if (rc != SQLITE_ROW)
         sq_error(c->db, rc, e);
     sqlite3_reset(st);

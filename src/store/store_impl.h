@@ -11,6 +11,9 @@
 
 #include "store/store.h"
 
+/* The suffix of a primary key index's name, as Convex names it in messages. */
+#define STORE_INDEX_SUFFIX "._by_airbyte_primary_key"
+
 typedef struct store_ops {
     void (*close)(store *s);
     int (*import)(store *s, const store_batch *b, store_import_result *r, tr_err *e);
