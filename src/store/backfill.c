@@ -168,7 +168,7 @@ static int bf_next(sq_maint *m, bf_target *t, int *found, tr_err *e) {
         if (end && t->end_len) memcpy(t->end, end, (size_t)t->end_len);
         arena_reset(m->a);
         rc = store_index_key((const char *)sqlite3_column_text(st, 2),
-                          (size_t)sqlite3_column_bytes(st, 2), m->a, &m->k, e);
+                             (size_t)sqlite3_column_bytes(st, 2), m->a, &m->k, e);
         sqlite3_reset(st);
         return rc;
     }

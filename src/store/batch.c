@@ -1,16 +1,17 @@
 /*
- * batch.c — per-batch work done on the request thread before queueing (batch.h).
+ * batch.c — what every engine does with an import batch before and while writing it
+ * (batch.h): shapes scanned on the request thread, the tables it names, the index checks.
  */
 #include "store/batch.h"
-#include "store/store_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_impl.h"
 #include "util/xalloc.h"
 
 /* The shape of each stream's written documents, built on the caller's thread so the
- * writer only has to merge one small shape per table (the engines merge them into the table shapes). */
+ * writer only has to merge one small shape per table. */
 int batch_shapes(const store_batch *b, shape ***out, tr_err *e) {
     shape **sh = xcalloc(b->nstreams ? b->nstreams : 1, sizeof *sh);
     *out = sh;
@@ -30,7 +31,6 @@ void batch_shapes_free(const store_batch *b, shape **sh) {
     for (size_t i = 0; sh && i < b->nstreams; i++) shape_free(sh[i]);
     free(sh);
 }
-
 
 int batch_tables(const store_batch *b, int *map, const char **names, size_t *n, tr_err *e) {
     for (size_t i = 0; i < b->nstreams; i++) map[i] = -1;

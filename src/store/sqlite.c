@@ -5,14 +5,14 @@
  * commit is on disk when COMMIT returns and readers never wait for the writer.
  *
  * Writes: one writer connection, touched only by the thread that currently leads the
- * write queue. Every write (an import, a clear, an index change, a background step) is a
- * job on that queue. A caller enqueues its job; if no leader is running it becomes the
- * leader, takes every job waiting, runs them one after the other in one transaction,
- * commits once — one fsync for the whole group — and wakes every caller with its own
- * result. Jobs that arrive meanwhile wait for the next leader. A job that fails fails
- * alone: it checks before writing, and one that fails after writing makes the leader
- * roll back and run the others again (see group_try). A COMMIT that fails fails every
- * job of its group.
+ * write queue (wqueue.h). Every write (an import, a clear, an index change, a background
+ * step) is a job on that queue. A caller enqueues its job; if no leader is running it
+ * becomes the leader, takes every job waiting, runs them one after the other in one
+ * transaction, commits once — one fsync for the whole group — and wakes every caller
+ * with its own result. Jobs that arrive meanwhile wait for the next leader. A job that
+ * fails fails alone: it checks before writing, and one that fails after writing makes
+ * the leader roll back and run the others again (see group_try). A COMMIT that fails
+ * fails every job of its group.
  *
  * Every job that changes documents gets its own commit timestamp (int64 ns,
  * max(clock, last + 1)); the last one is saved in the same transaction, so after a restart
@@ -261,7 +261,6 @@ typedef struct sq_conn {
 /* ---- the engine ---- */
 
 typedef struct sq_store sq_store;
-
 typedef wq_job sq_job; /* see wqueue.h */
 
 /* The inferred shape of one generation, cached on the writer between jobs. `dirty`: it
