@@ -173,7 +173,12 @@ class DatabasePool:
             if job is None:
                 return
             if job[0] == "drop":
-                self._try('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % job[1])
+                # a test may be restarting the database server: retry before reporting
+                for attempt in range(5):
+                    if self._try('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % job[1],
+                                 report=attempt == 4):
+                        break
+                    time.sleep(0.5 * (attempt + 1))
                 continue
             name = self.new_name()
             if not self._try('CREATE DATABASE "%s"' % name, report=False):
