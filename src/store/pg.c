@@ -38,6 +38,7 @@
 
 #include "model/docid.h"
 #include "store/batch.h"
+#include "store/bgthread.h"
 #include "store/keys.h"
 #include "store/wqueue.h"
 #include "util/arena.h"
@@ -170,10 +171,8 @@ struct pg_store {
     PGconn *readers[PG_MAX_READERS];
     size_t nreaders, nopen;
 
-    pthread_mutex_t bgmu;
-    pthread_cond_t bgcv;
-    int bg_kick, bg_stop, bg_running;
-    pthread_t bg;
+    bgthread bg;
+    struct timespec last_reclaim; /* background thread only */
 };
 
 int64_t pg_retention_ns(const pg_store *s) {
@@ -329,13 +328,6 @@ static int shapes_save(pg_store *s, tr_err *e) {
 
 /* ---- the write queue ---- */
 
-static void bg_wake(pg_store *s) {
-    pthread_mutex_lock(&s->bgmu);
-    s->bg_kick = 1;
-    pthread_cond_signal(&s->bgcv);
-    pthread_mutex_unlock(&s->bgmu);
-}
-
 static void rollback(pg_store *s) {
     tr_err ignored;
     if (s->w && PQtransactionStatus(s->w) != PQTRANS_IDLE)
@@ -403,7 +395,7 @@ static int group_try(pg_store *s, wq_job *head) {
         (!stamped || meta_put(s, "last_ts", s->last_ts, &fatal) == 0) &&
         pg_run(s->w, "COMMIT", NULL, &fatal) == 0) {
         shapes_drop(s);
-        if (kick) bg_wake(s);
+        if (kick) bgt_kick(&s->bg);
         return 0;
     }
     shapes_drop(s);
@@ -1226,30 +1218,18 @@ static int backfill_waiting(pg_store *s) {
     return waiting;
 }
 
-static void *bg_main(void *arg) {
-    pg_store *s = arg;
-    struct timespec last_reclaim = {0, 0};
-    pthread_mutex_lock(&s->bgmu);
-    while (!s->bg_stop) {
-        int kicked = s->bg_kick;
-        s->bg_kick = 0;
-        pthread_mutex_unlock(&s->bgmu);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int more = (kicked || backfill_waiting(s)) && bg_step(s, 1);
-        if (kicked || now.tv_sec - last_reclaim.tv_sec >= PG_RECLAIM_S) {
-            last_reclaim = now;
-            more |= bg_step(s, 0);
-        }
-        pthread_mutex_lock(&s->bgmu);
-        if (more || s->bg_kick || s->bg_stop) continue;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += PG_POLL_S;
-        pthread_cond_timedwait(&s->bgcv, &s->bgmu, &until);
+/* A background round (bgthread.h, every PG_POLL_S): a backfill step when an index is
+ * building, a reclaim step after a kick or every PG_RECLAIM_S. */
+static int bg_round(void *ctx, int kicked) {
+    pg_store *s = ctx;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int more = (kicked || backfill_waiting(s)) && bg_step(s, 1);
+    if (kicked || now.tv_sec - s->last_reclaim.tv_sec >= PG_RECLAIM_S) {
+        s->last_reclaim = now;
+        more |= bg_step(s, 0);
     }
-    pthread_mutex_unlock(&s->bgmu);
-    return NULL;
+    return more;
 }
 
 /* ---- open / close ---- */
@@ -1304,13 +1284,7 @@ static int schema_setup(PGconn *c, int readonly, tr_err *e) {
 
 static void pg_close(store *st) {
     pg_store *s = (pg_store *)st;
-    if (s->bg_running) {
-        pthread_mutex_lock(&s->bgmu);
-        s->bg_stop = 1;
-        pthread_cond_signal(&s->bgcv);
-        pthread_mutex_unlock(&s->bgmu);
-        pthread_join(s->bg, NULL);
-    }
+    bgt_close(&s->bg);
     PQfinish(s->w);
     for (size_t i = 0; i < s->nreaders; i++) PQfinish(s->readers[i]);
     shapes_drop(s);
@@ -1325,8 +1299,6 @@ static void pg_close(store *st) {
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->rcv);
-    pthread_mutex_destroy(&s->bgmu);
-    pthread_cond_destroy(&s->bgcv);
     free(s->url);
     free(s);
 }
@@ -1354,12 +1326,7 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcv, NULL);
-    pthread_mutex_init(&s->bgmu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->bgcv, &ca);
-    pthread_condattr_destroy(&ca);
+    bgt_init(&s->bg);
 
     PGconn *setup = pg_connect(s->url, e);
     int rc = setup && schema_setup(setup, s->readonly, e) == 0 &&
@@ -1374,10 +1341,8 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     }
     if (rc == 0 && !s->readonly) rc = writer_ready(s, e);
     if (rc == 0 && !s->readonly) {
-        if (pthread_create(&s->bg, NULL, bg_main, s) != 0)
+        if (bgt_start(&s->bg, bg_round, s, PG_POLL_S) != 0)
             rc = err_set(e, 500, "StorageError", "Cannot start the background thread");
-        else
-            s->bg_running = 1;
     }
     if (rc != 0) {
         pg_close(&s->base);

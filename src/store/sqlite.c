@@ -48,6 +48,7 @@
 #include "model/docid.h"
 #include "store/backfill.h"
 #include "store/batch.h"
+#include "store/bgthread.h"
 #include "store/keys.h"
 #include "store/shape.h"
 #include "store/wqueue.h"
@@ -304,10 +305,7 @@ struct sq_store {
     pthread_mutex_t rmu;
     sq_conn *readers;
 
-    pthread_mutex_t bgmu;
-    pthread_cond_t bgcv;
-    int bg_kick, bg_stop, bg_running;
-    pthread_t bg;
+    bgthread bg;
 
     /* checkpointer: its own connection and thread (see ck_main) */
     sqlite3 *ck_db;
@@ -479,13 +477,6 @@ static int shapes_save(sq_store *s, tr_err *e) {
 
 /* ---- the write queue ---- */
 
-static void bg_wake(sq_store *s) {
-    pthread_mutex_lock(&s->bgmu);
-    s->bg_kick = 1;
-    pthread_cond_signal(&s->bgcv);
-    pthread_mutex_unlock(&s->bgmu);
-}
-
 /* One transaction over every job not yet failed. A job that fails before writing fails
  * alone. One that fails after writing (a storage fault, mostly) spoils the transaction:
  * it is rolled back, that job keeps its error, and the function returns 1 so the caller
@@ -531,7 +522,7 @@ static int group_try(sq_store *s, sq_job *head) {
         if (!sqlite3_get_autocommit(s->w.db)) run(&s->w, S_ROLLBACK, &ignored);
         return 0;
     }
-    if (kick) bg_wake(s);
+    if (kick) bgt_kick(&s->bg);
     return 0;
 }
 
@@ -1048,23 +1039,12 @@ static int bg_step(sq_store *s, int backfill) {
     return j.more;
 }
 
-static void *bg_main(void *arg) {
-    sq_store *s = arg;
-    pthread_mutex_lock(&s->bgmu);
-    while (!s->bg_stop) {
-        s->bg_kick = 0;
-        pthread_mutex_unlock(&s->bgmu);
-        int more = bg_step(s, 1);
-        more |= bg_step(s, 0);
-        pthread_mutex_lock(&s->bgmu);
-        if (more || s->bg_kick || s->bg_stop) continue;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += SQ_RECLAIM_INTERVAL_S;
-        pthread_cond_timedwait(&s->bgcv, &s->bgmu, &until);
-    }
-    pthread_mutex_unlock(&s->bgmu);
-    return NULL;
+/* A background round: one backfill step and one reclaim step (bgthread.h). */
+static int bg_round(void *ctx, int kicked) {
+    (void)kicked;
+    sq_store *s = ctx;
+    int more = bg_step(s, 1);
+    return bg_step(s, 0) | more;
 }
 
 /* ---- readers ---- */
@@ -1877,13 +1857,7 @@ static const store_ops sq_ops;
 
 static void sq_close(store *st) {
     sq_store *s = (sq_store *)st;
-    if (s->bg_running) {
-        pthread_mutex_lock(&s->bgmu);
-        s->bg_stop = 1;
-        pthread_cond_signal(&s->bgcv);
-        pthread_mutex_unlock(&s->bgmu);
-        pthread_join(s->bg, NULL);
-    }
+    bgt_close(&s->bg);
     ck_stop(s); /* after the last writer job: the hook lives on the writer connection */
     while (s->readers) {
         sq_conn *c = s->readers;
@@ -1895,8 +1869,6 @@ static void sq_close(store *st) {
     if (s->w.db) conn_close(&s->w);
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);
-    pthread_mutex_destroy(&s->bgmu);
-    pthread_cond_destroy(&s->bgcv);
     pthread_mutex_destroy(&s->ckmu);
     pthread_cond_destroy(&s->ckcv);
     arena_free(s->job_arena);
@@ -1922,14 +1894,9 @@ static sq_store *sq_new(const store_config *c) {
     s->doc_arena = arena_new();
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
-    pthread_mutex_init(&s->bgmu, NULL);
+    bgt_init(&s->bg);
     pthread_mutex_init(&s->ckmu, NULL);
     pthread_cond_init(&s->ckcv, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->bgcv, &ca);
-    pthread_condattr_destroy(&ca);
     return s;
 }
 
@@ -1942,11 +1909,9 @@ int store_sqlite_open(const store_config *c, store **out, tr_err *e) {
     int rc = s->readonly ? readonly_check(s, e) : writer_open(s, e);
     if (rc == 0 && !s->readonly) rc = ck_start(s, e);
     if (rc == 0 && !s->readonly) {
-        s->bg_kick = 1; /* an unfinished backfill resumes at once */
-        if (pthread_create(&s->bg, NULL, bg_main, s) != 0)
+        /* the first round runs at once: an unfinished backfill resumes */
+        if (bgt_start(&s->bg, bg_round, s, SQ_RECLAIM_INTERVAL_S) != 0)
             rc = err_set(e, 500, "StorageError", "Cannot start the background thread");
-        else
-            s->bg_running = 1;
     }
     if (rc != 0) {
         sq_close(&s->base);
