@@ -13,10 +13,10 @@
  * - Within a process, writes go through the group-commit queue (wqueue.h): the leader
  *   runs every waiting job in one transaction, one lock acquisition and one commit.
  * - Bulk paths: a job decides in C, from the batch and one lookup of the keys it names,
- *   what happens to each document (insert, replace, delete). New documents and
- *   change-log rows go in by binary COPY; replaces and deletes go by COPY into a
- *   temporary stage table and are applied by one set-based statement (history rows,
- *   updates and deletes together).
+ *   what happens to each document (insert, replace, delete). One statement moves the
+ *   versions it ends (replaced or deleted) to history, by their row addresses; one COPY
+ *   writes every new version (new documents and new versions of replaced ones); one
+ *   change-log row per table lists the ids the commit touched.
  * - Background work (index backfill, space reclaim) runs as jobs in short transactions
  *   under the same lock, with all progress in the database: a backfill is continued by
  *   whichever process looks next, so it survives the death of the one that started it.
@@ -49,10 +49,19 @@
 #define PG_SCHEMA_LOCK "7596902372845318402" /* serialises schema creation */
 #define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
 #define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
-#define PG_KEY_HASH_LEN 16 /* bytes of the key digest the index holds */
+#define PG_RECLAIM_LOG_ROWS 50 /* change-log rows per step (each lists a commit's ids) */
 #define PG_MAX_READERS 16 /* connections for reads per process; more readers wait */
 #define PG_POLL_S 2        /* how often a process looks for a backfill to carry on */
 #define PG_RECLAIM_S 30    /* how often it reclaims when nothing else woke it */
+
+#define PG_CHANGES_TABLE                                                                   \
+    "CREATE TABLE IF NOT EXISTS tributary.changes("                                        \
+    "  ts bigint NOT NULL,"                                                                \
+    "  tablet bigint NOT NULL,"                                                            \
+    "  ids bytea[] NOT NULL,"                                                              \
+    "  deleted boolean[] NOT NULL,"                                                        \
+    "  PRIMARY KEY(ts, tablet));"                                                          \
+    "ALTER TABLE tributary.changes ALTER COLUMN ids SET STORAGE EXTERNAL"
 
 static const char pg_schema[] =
     "CREATE SCHEMA IF NOT EXISTS tributary;"
@@ -81,8 +90,8 @@ static const char pg_schema[] =
     "  value text NOT NULL,"
     "  ix bigint,"
     "  key bytea,"
-    "  kh bytea,"
-    "  PRIMARY KEY(tablet, id)) WITH (fillfactor = 80);"
+    "  kh bigint,"
+    "  PRIMARY KEY(tablet, id));"
     "CREATE INDEX IF NOT EXISTS documents_by_key ON tributary.documents(ix, kh)"
     "  WHERE ix IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS tributary.history("
@@ -93,12 +102,7 @@ static const char pg_schema[] =
     "  creation_time float8 NOT NULL,"
     "  value text NOT NULL);"
     "CREATE INDEX IF NOT EXISTS history_by_end ON tributary.history(valid_to);"
-    "CREATE TABLE IF NOT EXISTS tributary.changes("
-    "  ts bigint NOT NULL,"
-    "  tablet bigint NOT NULL,"
-    "  id bytea NOT NULL,"
-    "  deleted boolean NOT NULL,"
-    "  PRIMARY KEY(ts, tablet, id));"
+    PG_CHANGES_TABLE ";"
     "CREATE TABLE IF NOT EXISTS tributary.pk_indexes("
     "  table_number bigint PRIMARY KEY,"
     "  ix bigint NOT NULL UNIQUE,"
@@ -110,37 +114,37 @@ static const char pg_schema[] =
     "  tablet bigint PRIMARY KEY,"
     "  shape text NOT NULL);"
     "INSERT INTO tributary.meta(key, value) VALUES"
-    "  ('schema_version', 1), ('next_ix', 1), ('reclaim_floor', 0)"
+    "  ('schema_version', " STR(PG_SCHEMA_VERSION) "), ('next_ix', 1), ('reclaim_floor', 0)"
     "  ON CONFLICT (key) DO NOTHING";
 
-/* The writer's stage: rows to change in documents, consumed by the statement that applies
- * them (op: 1 replace, 2 delete, 3 set the index entry; 0, insert, goes in by COPY). */
+/* The backfill's stage: index entries to set, consumed by the statement that sets them. */
 static const char pg_stage[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage("
-    "  op bigint NOT NULL, tablet bigint NOT NULL, id bytea NOT NULL, ct float8,"
-    "  value text, ix bigint, key bytea, kh bytea) ON COMMIT DELETE ROWS";
+    "  tablet bigint NOT NULL, id bytea NOT NULL, ix bigint, key bytea, kh bigint)"
+    "  ON COMMIT DELETE ROWS";
 
-enum { OP_INSERT, OP_REPLACE, OP_DELETE, OP_ENTRY };
-
-static const char pg_copy_stage[] =
-    "COPY stage(op, tablet, id, ct, value, ix, key, kh) FROM STDIN (FORMAT binary)";
+static const char pg_copy_stage[] = "COPY stage(tablet, id, ix, key, kh) FROM STDIN";
 
 static const char pg_copy_documents[] =
-    "COPY documents(tablet, id, ts, creation_time, value, ix, key, kh)"
-    " FROM STDIN (FORMAT binary)";
-static const char pg_copy_changes[] =
-    "COPY changes(ts, tablet, id, deleted) FROM STDIN (FORMAT binary)";
+    "COPY documents(tablet, id, ts, creation_time, value, ix, key, kh) FROM STDIN";
+/* What a job did to one table: its change-log row (ids $3, deleted flags $4; none when
+ * empty), the table's newest creation time and next sequence number, its document count
+ * (+$8). */
+static const char pg_table_commit[] =
+    "WITH c AS (INSERT INTO changes(ts, tablet, ids, deleted)"
+    "   SELECT $1, $2, $3, $4 WHERE cardinality($3) > 0),"
+    " t AS (UPDATE tables SET last_creation_time = $6, next_seq = $7 WHERE number = $5)"
+    " UPDATE tablets SET doc_count = doc_count + $8 WHERE id = $2";
 
-/* A job's replaces and deletes, applied at once from the stage. History keeps the version
- * each one ends (every sub-statement reads the documents as they were before it). */
-static const char pg_apply[] =
-    "WITH s AS (DELETE FROM stage RETURNING op, tablet, id, value),"
-    " h AS (INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
-    "   SELECT d.tablet, d.id, d.ts, $1, d.creation_time, d.value"
-    "   FROM s JOIN documents d ON d.tablet = s.tablet AND d.id = s.id),"
-    " u AS (UPDATE documents d SET ts = $1, value = s.value"
-    "   FROM s WHERE s.op = 1 AND d.tablet = s.tablet AND d.id = s.id)"
-    " DELETE FROM documents d USING s WHERE s.op = 2 AND d.tablet = s.tablet AND d.id = s.id";
+/* A job's replaces and deletes end the stored versions: they move to history, found by
+ * the row addresses ($2, tid[]) the job's key lookup returned (still theirs: writers hold
+ * the commit lock, and the lookup's lock on the table keeps VACUUM FULL out). A replace
+ * then writes its new version as a new row, by the same COPY as new documents. */
+static const char pg_move[] =
+    "WITH m AS (DELETE FROM documents WHERE ctid = ANY($2)"
+    "   RETURNING tablet, id, ts, creation_time, value)"
+    " INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
+    " SELECT tablet, id, ts, $1, creation_time, value FROM m";
 
 /* ---- the engine ---- */
 
@@ -162,7 +166,8 @@ struct pg_store {
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
-    buf key, copy, keys, hashes, text;
+    buf key, copy, text;
+    buf arr[2]; /* array parameters: a lookup's digests and keys, a change-log row */
     pg_shape *shapes; /* the shapes this group changed or read, dropped after it */
     size_t nshapes, cap_shapes;
 
@@ -233,7 +238,8 @@ static int writable(pg_store *s, tr_err *e) {
  * transaction (stopped, partitioned) loses it after a minute, releasing the lock for the
  * others. */
 static const char pg_writer_session[] =
-    "SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '60s'";
+    "SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '60s';"
+    " SET enable_bitmapscan = off";
 
 /* The writer connection, (re)connected when it was lost. */
 static int writer_ready(pg_store *s, tr_err *e) {
@@ -259,11 +265,14 @@ static int meta_i64(PGconn *c, const char *key, int64_t *v, tr_err *e) {
     return found ? 0 : err_set(e, 500, "StorageError", "Database has no meta.%s", key);
 }
 
-static int meta_put(pg_store *s, const char *key, int64_t v, tr_err *e) {
-    pg_params p = {0};
-    pgp_text(&p, key, strlen(key));
-    pgp_i64(&p, v);
-    return pg_run(s->w, "UPDATE meta SET value = $2 WHERE key = $1", &p, e);
+/* Commits the writer's transaction; `stamped`: after recording its last timestamp (in
+ * the same round trip). */
+static int commit(pg_store *s, int stamped, tr_err *e) {
+    if (!stamped) return pg_run(s->w, "COMMIT", NULL, e);
+    char sql[96];
+    snprintf(sql, sizeof sql, "UPDATE meta SET value = %lld WHERE key = 'last_ts'; COMMIT",
+             (long long)s->last_ts);
+    return pg_run(s->w, sql, NULL, e);
 }
 
 /* ---- inferred shapes (writer side): read when a group first needs one, saved with the
@@ -328,10 +337,13 @@ static int shapes_save(pg_store *s, tr_err *e) {
 
 /* ---- the write queue ---- */
 
-static void rollback(pg_store *s) {
+static void rollback_conn(PGconn *c) {
     tr_err ignored;
-    if (s->w && PQtransactionStatus(s->w) != PQTRANS_IDLE)
-        pg_run(s->w, "ROLLBACK", NULL, &ignored);
+    if (c && PQtransactionStatus(c) != PQTRANS_IDLE) pg_run(c, "ROLLBACK", NULL, &ignored);
+}
+
+static void rollback(pg_store *s) {
+    rollback_conn(s->w);
 }
 
 /* Opens the group's transaction: the commit lock first, then the last timestamp, read
@@ -391,9 +403,7 @@ static int group_try(pg_store *s, wq_job *head) {
         }
         return 1;
     }
-    if (ok && shapes_save(s, &fatal) == 0 &&
-        (!stamped || meta_put(s, "last_ts", s->last_ts, &fatal) == 0) &&
-        pg_run(s->w, "COMMIT", NULL, &fatal) == 0) {
+    if (ok && shapes_save(s, &fatal) == 0 && commit(s, stamped, &fatal) == 0) {
         shapes_drop(s);
         if (kick) bgt_kick(&s->bg);
         return 0;
@@ -490,21 +500,6 @@ static int table_load_or_create(pg_store *s, const char *name, pg_table *t, int6
 }
 
 /* Writes back what the job changed: creation time and id sequence, document count. */
-static int table_save(pg_store *s, const pg_table *t, tr_err *e) {
-    if (!t->written && t->count_delta == 0) return 0;
-    pg_params p = {0};
-    pgp_i64(&p, t->number);
-    pgp_f64(&p, t->last_ct);
-    pgp_i64(&p, t->next_seq);
-    pgp_i64(&p, t->tablet);
-    pgp_i64(&p, t->count_delta);
-    return pg_run(s->w,
-                  "WITH t AS (UPDATE tables SET last_creation_time = $2, next_seq = $3"
-                  "           WHERE number = $1)"
-                  " UPDATE tablets SET doc_count = doc_count + $5 WHERE id = $4",
-                  &p, e);
-}
-
 static int table_key(pg_store *s, pg_table *t, tr_err *e) {
     if (t->key) return 0;
     t->key = arena_alloc(s->job_arena, sizeof *t->key);
@@ -523,20 +518,26 @@ static int index_instance(pg_store *s, int64_t *ix, tr_err *e) {
     return 0;
 }
 
-/* The index holds a digest of each key rather than the key: entries stay small and of
- * one size, and a key of any length can be indexed (a btree entry is limited to about
- * 2.7 kB). Lookups recheck the key itself. */
-static void key_digest(const void *key, size_t len, unsigned char out[PG_KEY_HASH_LEN]) {
-    crypto_generichash(out, PG_KEY_HASH_LEN, key, len, NULL, 0);
+/* The index holds a 64-bit digest of each key rather than the key: entries stay small,
+ * compare as integers, and a key of any length can be indexed (a btree entry is limited
+ * to about 2.7 kB). Lookups recheck the key itself. The first 8 bytes of the key's
+ * BLAKE2b-128, big-endian. */
+static int64_t key_digest(const void *key, size_t len) {
+    unsigned char h[16];
+    crypto_generichash(h, sizeof h, key, len, NULL, 0);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | h[i];
+    return (int64_t)v;
 }
 
 /* ---- import ----
  *
  * A job first works out, in C, what each record does to which document, exactly as if
- * the records were applied one by one (pg_plan): the documents a dedup record can match
- * are those already stored under its key (one lookup per table for all keys of the
- * batch) and those this batch created before it. Then every decision goes to the stage
- * in one COPY and pg_apply makes it so. */
+ * the records were applied one by one: the documents a dedup record can match are those
+ * already stored under its key (one lookup per table for all keys of the batch) and
+ * those this batch created before it. Then the versions it ends move to history in one
+ * statement (pg_move), the versions it writes go in by one COPY, and each table gets
+ * its change-log row. */
 
 enum { D_KEEP, D_NEW, D_REPLACED, D_DELETED };
 
@@ -546,6 +547,7 @@ typedef struct plan_doc {
     int stored; /* existed before this job */
     double ct;
     uint8_t id[DOCID_INTERNAL_LEN];
+    uint8_t tid[PG_TID_LEN]; /* where the stored version is (when `stored`) */
     const char *doc; /* the value to write */
     size_t len;
     const unsigned char *key; /* its index entry (NULL: the table has no index) */
@@ -635,27 +637,26 @@ static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *ta
     size_t n = 0;
     for (size_t i = 0; i < b->nrecords; i++)
         n += b->streams[b->records[i].stream].dedup && map[b->records[i].stream] == tab;
-    pg_array_start(&s->keys, n);
-    pg_array_start(&s->hashes, n);
+    buf *hashes = &s->arr[0], *keys = &s->arr[1];
+    pg_array_start(hashes, PG_ARRAY_INT8, n);
+    pg_array_start(keys, PG_ARRAY_BYTEA, n);
     for (size_t i = 0; i < b->nrecords; i++) {
         const store_record *rec = &b->records[i];
         if (!b->streams[rec->stream].dedup || map[rec->stream] != tab) continue;
-        unsigned char h[PG_KEY_HASH_LEN];
-        key_digest(b->keys + rec->key_off, rec->key_len, h);
-        pg_array_item(&s->keys, b->keys + rec->key_off, rec->key_len);
-        pg_array_item(&s->hashes, h, sizeof h);
+        pg_array_item(keys, b->keys + rec->key_off, rec->key_len);
+        pg_array_i64(hashes, key_digest(b->keys + rec->key_off, rec->key_len));
     }
     pg_params p = {0};
     pgp_i64(&p, tabs[tab].ix);
-    pgp_bytea_array(&p, &s->hashes);
-    pgp_bytea_array(&p, &s->keys);
+    pgp_array(&p, hashes);
+    pgp_array(&p, keys);
     /* LATERAL ... OFFSET 0: one index probe per key, whatever the statistics say (with
      * stale ones the planner would otherwise scan every entry of the index instance) */
     PGresult *r = pg_exec(s->w,
-                          "SELECT d.key, d.id, d.creation_time"
-                          " FROM (SELECT DISTINCT h, key FROM unnest($2::bytea[], $3::bytea[])"
+                          "SELECT d.key, d.id, d.creation_time, d.tid"
+                          " FROM (SELECT DISTINCT h, key FROM unnest($2::int8[], $3::bytea[])"
                           "       u(h, key)) k"
-                          " CROSS JOIN LATERAL (SELECT key, id, creation_time FROM documents"
+                          " CROSS JOIN LATERAL (SELECT key, id, creation_time, ctid AS tid FROM documents"
                           "   WHERE ix = $1 AND kh = k.h AND key = k.key OFFSET 0) d",
                           &p, e);
     if (!r) return -1;
@@ -670,6 +671,9 @@ static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *ta
         d->stored = 1;
         d->ct = pg_f64(r, row, 2);
         if (idlen == DOCID_INTERNAL_LEN) memcpy(d->id, id, idlen);
+        size_t tidlen;
+        const char *tid = pg_val(r, row, 3, &tidlen);
+        if (tidlen == PG_TID_LEN) memcpy(d->tid, tid, tidlen);
     }
     PQclear(r);
     return 0;
@@ -737,15 +741,15 @@ static void plan_dedup(import_job *ij, pg_table *tabs, int tab, const store_reco
 /* The index entry columns of a COPY row (ix, key, kh): NULL when ix is 0. */
 static void copy_entry(buf *b, int64_t ix, const unsigned char *key, size_t len) {
     if (!ix) {
-        for (int i = 0; i < 3; i++) pg_copy_bytes(b, NULL, 0);
+        for (int i = 0; i < 3; i++) pg_copy_null(b);
         return;
     }
-    unsigned char h[PG_KEY_HASH_LEN];
-    key_digest(key, len, h);
     pg_copy_i64(b, ix);
-    pg_copy_bytes(b, key, len);
-    pg_copy_bytes(b, h, sizeof h);
+    pg_copy_bytea(b, key, len);
+    pg_copy_i64(b, key_digest(key, len));
 }
+
+enum { OP_INSERT, OP_REPLACE, OP_DELETE };
 
 /* What a planned document needs written: OP_INSERT, OP_REPLACE, OP_DELETE, or -1. */
 static int plan_op(const plan_doc *d) {
@@ -757,72 +761,102 @@ static int plan_op(const plan_doc *d) {
     }
 }
 
-enum { PASS_STAGE, PASS_DOCUMENTS, PASS_CHANGES };
-
-static void copy_plan_row(buf *b, int pass, int op, const plan_doc *d, const pg_table *t,
-                          int64_t ts) {
-    if (pass == PASS_CHANGES) {
-        pg_copy_row(b, 4);
-        pg_copy_i64(b, ts);
-        pg_copy_i64(b, t->tablet);
-        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_bool(b, op == OP_DELETE);
-    } else if (pass == PASS_DOCUMENTS) {
-        pg_copy_row(b, 8);
-        pg_copy_i64(b, t->tablet);
-        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_i64(b, ts);
-        pg_copy_f64(b, d->ct);
-        pg_copy_bytes(b, d->doc, d->len);
-        copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
-    } else {
-        pg_copy_row(b, 8);
-        pg_copy_i64(b, op);
-        pg_copy_i64(b, t->tablet);
-        pg_copy_bytes(b, d->id, DOCID_INTERNAL_LEN);
-        pg_copy_bytes(b, NULL, 0);
-        pg_copy_bytes(b, op == OP_DELETE ? NULL : d->doc, d->len);
-        copy_entry(b, 0, NULL, 0);
-    }
+/* A document's row: a new document or the new version of a replaced one. */
+static void copy_document(buf *b, const plan_doc *d, const pg_table *t, int64_t ts) {
+    pg_copy_i64(b, t->tablet);
+    pg_copy_bytea(b, d->id, DOCID_INTERNAL_LEN);
+    pg_copy_i64(b, ts);
+    pg_copy_f64(b, d->ct);
+    pg_copy_text(b, d->doc, d->len);
+    copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
+    pg_copy_row_end(b);
 }
 
-/* One COPY of the plan's rows of one kind, streamed. */
-static int copy_plan(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts, int pass,
-                     tr_err *e) {
-    static const char *const sql[] = {pg_copy_stage, pg_copy_documents, pg_copy_changes};
-    if (pg_copy_open(s->w, sql[pass], &s->copy, e) != 0) return -1;
+/* The versions the job writes, in one COPY, streamed. */
+static int copy_documents(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
+                          tr_err *e) {
+    if (pg_copy_open(s->w, pg_copy_documents, &s->copy, e) != 0) return -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ij->pl.ndocs; i++) {
         const plan_doc *d = &ij->pl.docs[i];
         int op = plan_op(d);
-        int wanted = pass == PASS_CHANGES     ? op >= 0
-                     : pass == PASS_DOCUMENTS ? op == OP_INSERT
-                                              : op == OP_REPLACE || op == OP_DELETE;
-        if (!wanted) continue;
-        copy_plan_row(&s->copy, pass, op, d, &tabs[d->tab], ts);
+        if (op != OP_INSERT && op != OP_REPLACE) continue;
+        copy_document(&s->copy, d, &tabs[d->tab], ts);
         rc = pg_copy_flush(s->w, &s->copy, e);
     }
     return pg_copy_close(s->w, &s->copy, rc, e);
 }
 
-/* The job's decisions in at most three bulk operations: replaces and deletes go to the
- * stage and pg_apply makes them (first: history must read the versions they end); new
- * documents and change-log rows go in by COPY. */
-static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
-                      tr_err *e) {
-    size_t staged = 0, inserted = 0;
+/* Moves the `n` versions the job ends (replaced or deleted) to history. */
+static int move_ended(pg_store *s, import_job *ij, size_t n, int64_t ts, tr_err *e) {
+    buf *tids = &s->arr[0];
+    pg_array_start(tids, PG_ARRAY_TID, n);
     for (size_t i = 0; i < ij->pl.ndocs; i++) {
         int op = plan_op(&ij->pl.docs[i]);
-        inserted += op == OP_INSERT;
-        staged += op == OP_REPLACE || op == OP_DELETE;
+        if (op == OP_REPLACE || op == OP_DELETE) pg_array_item(tids, ij->pl.docs[i].tid, PG_TID_LEN);
     }
     pg_params p = {0};
     pgp_i64(&p, ts);
-    if (staged && (copy_plan(s, ij, tabs, ts, PASS_STAGE, e) != 0 ||
-                   pg_run(s->w, pg_apply, &p, e) != 0))
-        return -1;
-    if (inserted && copy_plan(s, ij, tabs, ts, PASS_DOCUMENTS, e) != 0) return -1;
-    return staged + inserted ? copy_plan(s, ij, tabs, ts, PASS_CHANGES, e) : 0;
+    pgp_array(&p, tids);
+    PGresult *r = pg_exec(s->w, pg_move, &p, e);
+    if (!r) return -1;
+    long long moved = atoll(PQcmdTuples(r));
+    PQclear(r);
+    if (moved != (long long)n)
+        return err_set(e, 500, "StorageError",
+                       "%lld of %zu documents to replace or delete were where the lookup "
+                       "found them",
+                       moved, n);
+    return 0;
+}
+
+/* Records what the job did to table `tab` (pg_table_commit): the change-log row lists
+ * the ids it wrote or deleted (one row per commit and table keeps the log small: a batch
+ * of a thousand records is one row, not a thousand). */
+static int table_commit(pg_store *s, import_job *ij, const pg_table *t, int tab, int64_t ts,
+                        tr_err *e) {
+    size_t n = 0;
+    for (size_t i = 0; i < ij->pl.ndocs; i++)
+        n += ij->pl.docs[i].tab == tab && plan_op(&ij->pl.docs[i]) >= 0;
+    if (!n && !t->written && !t->count_delta) return 0;
+    buf *ids = &s->arr[0], *deleted = &s->arr[1];
+    pg_array_start(ids, PG_ARRAY_BYTEA, n);
+    pg_array_start(deleted, PG_ARRAY_BOOL, n);
+    for (size_t i = 0; i < ij->pl.ndocs; i++) {
+        const plan_doc *d = &ij->pl.docs[i];
+        int op = plan_op(d);
+        if (d->tab != tab || op < 0) continue;
+        pg_array_item(ids, d->id, DOCID_INTERNAL_LEN);
+        pg_array_bool(deleted, op == OP_DELETE);
+    }
+    pg_params p = {0};
+    pgp_i64(&p, ts);
+    pgp_i64(&p, t->tablet);
+    pgp_array(&p, ids);
+    pgp_array(&p, deleted);
+    pgp_i64(&p, t->number);
+    pgp_f64(&p, t->last_ct);
+    pgp_i64(&p, t->next_seq);
+    pgp_i64(&p, t->count_delta);
+    return pg_run(s->w, pg_table_commit, &p, e);
+}
+
+/* The job's decisions in a few bulk operations: the versions it ends move to history
+ * (first: the new versions of replaced documents reuse their ids), the versions it writes
+ * go in by COPY, then one statement per table records the rest. */
+static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, size_t ntabs,
+                      int64_t ts, tr_err *e) {
+    size_t ended = 0, written = 0;
+    for (size_t i = 0; i < ij->pl.ndocs; i++) {
+        int op = plan_op(&ij->pl.docs[i]);
+        written += op == OP_INSERT || op == OP_REPLACE;
+        ended += op == OP_REPLACE || op == OP_DELETE;
+    }
+    if (ended && move_ended(s, ij, ended, ts, e) != 0) return -1;
+    if (written && copy_documents(s, ij, tabs, ts, e) != 0) return -1;
+    for (size_t k = 0; k < ntabs; k++)
+        if (table_commit(s, ij, &tabs[k], (int)k, ts, e) != 0) return -1;
+    return 0;
 }
 
 /* Loads every table that has records; map[stream] = index into tabs, or -1. */
@@ -888,9 +922,7 @@ static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
             plan_dedup(ij, tabs, tab, rec, ts);
         }
     }
-    if (plan_apply(s, ij, tabs, ts, e) != 0) return -1;
-    for (size_t k = 0; k < ntabs; k++)
-        if (table_save(s, &tabs[k], e) != 0) return -1;
+    if (plan_apply(s, ij, tabs, ntabs, ts, e) != 0) return -1;
     return import_shapes_merge(s, ij, map, tabs, e);
 }
 
@@ -1042,13 +1074,10 @@ static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t
         const char *v = pg_val(docs, i, 1, &vlen);
         arena_reset(s->doc_arena);
         if ((rc = store_doc_key(k, v, vlen, s->doc_arena, &s->key, e)) != 0) break;
-        pg_copy_row(&s->copy, 8);
-        pg_copy_i64(&s->copy, OP_ENTRY);
         pg_copy_i64(&s->copy, tablet);
-        pg_copy_bytes(&s->copy, id, idlen);
-        pg_copy_bytes(&s->copy, NULL, 0);
-        pg_copy_bytes(&s->copy, NULL, 0);
+        pg_copy_bytea(&s->copy, id, idlen);
         copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
+        pg_copy_row_end(&s->copy);
         rc = pg_copy_flush(s->w, &s->copy, e);
     }
     if (pg_copy_close(s->w, &s->copy, rc, e) != 0) return -1;
@@ -1152,17 +1181,18 @@ static int reclaim_step(pg_store *s, int *more, tr_err *e) {
     };
     int64_t deleted = 0;
     *more = 0;
+    static const int64_t limit[] = {PG_RECLAIM_CHUNK, PG_RECLAIM_CHUNK, PG_RECLAIM_LOG_ROWS};
     for (int i = 0; i < 3; i++) {
         pg_params p = {0};
         pgp_i64(&p, horizon);
-        pgp_i64(&p, PG_RECLAIM_CHUNK);
+        pgp_i64(&p, limit[i]);
         PGresult *r = pg_exec(s->w, sql[i], &p, e);
         if (!r) return -1;
         int64_t n = i == 0 ? pg_i64(r, 0, 1) : atoll(PQcmdTuples(r));
-        int64_t gone = i == 0 && !pg_isnull(r, 0, 0) && n < PG_RECLAIM_CHUNK ? pg_i64(r, 0, 0) : 0;
+        int64_t gone = i == 0 && !pg_isnull(r, 0, 0) && n < limit[i] ? pg_i64(r, 0, 0) : 0;
         PQclear(r);
         deleted += n;
-        *more |= n == PG_RECLAIM_CHUNK;
+        *more |= n == limit[i];
         if (gone) {
             /* the generation is empty now: forget it and its shape */
             pg_params q = {0};
@@ -1242,13 +1272,31 @@ static int schema_exists(PGconn *c, int *exists, tr_err *e) {
     return 0;
 }
 
+/* Version 1 logged one change-log row per document (version 2: one per commit and
+ * generation) and indexed 16-byte key digests (version 2: their first 8 bytes, as a
+ * bigint). Under the commit lock, so no writer of any process is in between. */
+static const char pg_migrate_v1[] =
+    "BEGIN; SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ");"
+    "ALTER TABLE tributary.changes RENAME TO changes_v1;"
+    "ALTER INDEX tributary.changes_pkey RENAME TO changes_v1_pkey;" PG_CHANGES_TABLE ";"
+    "INSERT INTO tributary.changes(ts, tablet, ids, deleted)"
+    "  SELECT ts, tablet, array_agg(id ORDER BY id), array_agg(deleted ORDER BY id)"
+    "  FROM tributary.changes_v1 GROUP BY ts, tablet;"
+    "DROP TABLE tributary.changes_v1;"
+    "ALTER TABLE tributary.documents ALTER COLUMN kh TYPE bigint"
+    "  USING ('x' || encode(substring(kh FROM 1 FOR 8), 'hex'))::bit(64)::bigint;"
+    "UPDATE tributary.meta SET value = 2 WHERE key = 'schema_version';"
+    "COMMIT";
+
 /* Creates the schema when it is missing (one transaction: the DDL and the first
- * timestamp, which starts at the clock as a cursor of 0 means "none" to some clients).
- * Processes starting together serialise on a session lock; an existing schema is never
- * touched, so a starting process takes no lock a running writer could be waiting on. */
-static int schema_create(PGconn *c, tr_err *e) {
+ * timestamp, which starts at the clock as a cursor of 0 means "none" to some clients),
+ * or brings an older version up to date. Processes starting together serialise on a
+ * session lock; a current schema is never touched, so a starting process takes no lock
+ * a running writer could be waiting on. */
+static int schema_update(PGconn *c, tr_err *e) {
     if (pg_run(c, "SELECT pg_advisory_lock(" PG_SCHEMA_LOCK ")", NULL, e) != 0) return -1;
     int exists = 0;
+    int64_t version = 0;
     int rc = schema_exists(c, &exists, e);
     if (rc == 0 && !exists) {
         buf sql = BUF_INIT;
@@ -1258,27 +1306,38 @@ static int schema_create(PGconn *c, tr_err *e) {
                    pg_schema, (long long)clock_ns());
         rc = pg_run(c, sql.p, NULL, e);
         buf_free(&sql);
+    } else if (rc == 0 && (rc = meta_i64(c, "schema_version", &version, e)) == 0 &&
+               version == 1) {
+        rc = pg_run(c, pg_migrate_v1, NULL, e);
+        if (rc != 0) rollback_conn(c);
     }
     tr_err ignored;
     pg_run(c, "SELECT pg_advisory_unlock(" PG_SCHEMA_LOCK ")", NULL, &ignored);
     return rc;
 }
 
-/* Creates the schema if needed (not in read-only mode) and checks its version. */
+/* Creates or updates the schema if needed (not in read-only mode) and checks its
+ * version. */
 static int schema_setup(PGconn *c, int readonly, tr_err *e) {
     int exists;
+    int64_t version = 0;
     if (schema_exists(c, &exists, e) != 0) return -1;
     if (!exists && readonly)
         return err_set(e, 500, "StorageError",
                        "The database holds no tributary data (no schema 'tributary')");
-    if (!exists && schema_create(c, e) != 0) return -1;
-    int64_t version = 0;
-    if (meta_i64(c, "schema_version", &version, e) != 0) return -1;
+    if (exists && meta_i64(c, "schema_version", &version, e) != 0) return -1;
+    if (!readonly && (!exists || version < PG_SCHEMA_VERSION)) {
+        if (schema_update(c, e) != 0 || meta_i64(c, "schema_version", &version, e) != 0)
+            return -1;
+    }
     if (version != PG_SCHEMA_VERSION)
         return err_set(e, 500, "StorageError",
                        "The database has tributary schema version %lld; this build reads "
-                       "version %d",
-                       (long long)version, PG_SCHEMA_VERSION);
+                       "version %d%s",
+                       (long long)version, PG_SCHEMA_VERSION,
+                       readonly && version < PG_SCHEMA_VERSION
+                           ? " (start `tributary serve` on it once to update it)"
+                           : "");
     return 0;
 }
 
@@ -1293,8 +1352,8 @@ static void pg_close(store *st) {
     arena_free(s->doc_arena);
     buf_free(&s->key);
     buf_free(&s->copy);
-    buf_free(&s->keys);
-    buf_free(&s->hashes);
+    buf_free(&s->arr[0]);
+    buf_free(&s->arr[1]);
     buf_free(&s->text);
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);

@@ -13,11 +13,16 @@
 #include <string.h>
 
 /* type oids (catalog/pg_type_d.h is not part of libpq-dev) */
+#define OID_BOOL 16
 #define OID_BYTEA 17
 #define OID_INT8 20
 #define OID_TEXT 25
+#define OID_TID 27
 #define OID_FLOAT8 701
+#define OID_BOOL_ARRAY 1000
 #define OID_BYTEA_ARRAY 1001
+#define OID_TID_ARRAY 1010
+#define OID_INT8_ARRAY 1016
 
 #define PG_COPY_CHUNK (1 << 20) /* COPY data goes out in messages of about this */
 
@@ -121,13 +126,15 @@ static void put32(buf *b, uint32_t v) {
     buf_append(b, &v, 4);
 }
 
-void pg_array_start(buf *b, size_t n) {
+void pg_array_start(buf *b, int kind, size_t n) {
+    static const Oid elem[] = {[PG_ARRAY_BYTEA] = OID_BYTEA, [PG_ARRAY_TID] = OID_TID,
+                               [PG_ARRAY_INT8] = OID_INT8, [PG_ARRAY_BOOL] = OID_BOOL};
     buf_reset(b);
-    put32(b, 1);               /* dimensions */
-    put32(b, 0);               /* no NULLs */
-    put32(b, OID_BYTEA);       /* element type */
-    put32(b, (uint32_t)n);     /* length */
-    put32(b, 1);               /* lower bound */
+    put32(b, 1);           /* dimensions */
+    put32(b, 0);           /* no NULLs */
+    put32(b, elem[kind]);  /* element type */
+    put32(b, (uint32_t)n); /* length */
+    put32(b, 1);           /* lower bound */
 }
 
 void pg_array_item(buf *b, const void *v, size_t len) {
@@ -135,8 +142,26 @@ void pg_array_item(buf *b, const void *v, size_t len) {
     buf_append(b, v, len);
 }
 
-void pgp_bytea_array(pg_params *p, const buf *b) {
-    add(p, b->p, (int)b->len, 1, OID_BYTEA_ARRAY);
+void pg_array_i64(buf *b, int64_t v) {
+    uint64_t be = htobe64((uint64_t)v);
+    pg_array_item(b, &be, 8);
+}
+
+void pg_array_bool(buf *b, int v) {
+    unsigned char c = v != 0;
+    pg_array_item(b, &c, 1);
+}
+
+void pgp_array(pg_params *p, const buf *b) {
+    /* the element type, from the header pg_array_start wrote */
+    uint32_t elem = (uint32_t)(unsigned char)b->p[8] << 24 |
+                    (uint32_t)(unsigned char)b->p[9] << 16 |
+                    (uint32_t)(unsigned char)b->p[10] << 8 | (unsigned char)b->p[11];
+    Oid type = elem == OID_BOOL  ? OID_BOOL_ARRAY
+               : elem == OID_TID  ? OID_TID_ARRAY
+               : elem == OID_INT8 ? OID_INT8_ARRAY
+                                  : OID_BYTEA_ARRAY;
+    add(p, b->p, (int)b->len, 1, type);
 }
 
 PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
@@ -193,19 +218,19 @@ const char *pg_val(const PGresult *r, int row, int col, size_t *len) {
     return PQgetvalue(r, row, col);
 }
 
-/* ---- binary COPY ---- */
+/* ---- COPY, text format ----
+ * Text rather than binary: PostgreSQL (15, at least) flushes COPY's multi-insert buffer
+ * by the bytes of the text lines it holds, and counts a binary row as none, so a binary
+ * COPY keeps 1000 rows and creates a tuple slot for each, whose resource-owner
+ * bookkeeping grows quadratically; a text COPY flushes every 64 kB (docs/postgres.md). */
 
 int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e) {
-    static const char sig[11] = "PGCOPY\n\377\r\n\0";
     PGresult *r = PQexec(c, sql);
     int ok = PQresultStatus(r) == PGRES_COPY_IN;
     if (!ok) pg_error(c, r, "COPY", e);
     PQclear(r);
     if (!ok) return -1;
     buf_reset(b);
-    buf_append(b, sig, sizeof sig);
-    put32(b, 0); /* flags */
-    put32(b, 0); /* header extension length */
     return 0;
 }
 
@@ -220,8 +245,6 @@ int pg_copy_flush(PGconn *c, buf *b, tr_err *e) {
 }
 
 int pg_copy_close(PGconn *c, buf *b, int rc, tr_err *e) {
-    uint16_t end = 0xFFFF;
-    buf_append(b, &end, 2);
     if (rc == 0) rc = copy_put(c, b, e);
     buf_reset(b);
     int sent = PQputCopyEnd(c, rc == 0 ? NULL : "tributary: the rows could not be built") == 1;
@@ -234,35 +257,58 @@ int pg_copy_close(PGconn *c, buf *b, int rc, tr_err *e) {
     return rc;
 }
 
-void pg_copy_row(buf *b, int nfields) {
-    uint16_t n = htobe16((uint16_t)nfields);
-    buf_append(b, &n, 2);
+/* Every field ends with a tab; the row's last one becomes the line's end. */
+void pg_copy_row_end(buf *b) {
+    b->p[b->len - 1] = '\n';
 }
 
 void pg_copy_i64(buf *b, int64_t v) {
-    uint64_t be = htobe64((uint64_t)v);
-    put32(b, 8);
-    buf_append(b, &be, 8);
+    char digits[24];
+    size_t n = sizeof digits;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    digits[--n] = '\t';
+    do {
+        digits[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) digits[--n] = '-';
+    buf_append(b, digits + n, sizeof digits - n);
 }
 
 void pg_copy_f64(buf *b, double v) {
-    uint64_t bits;
-    memcpy(&bits, &v, 8);
-    bits = htobe64(bits);
-    put32(b, 8);
-    buf_append(b, &bits, 8);
+    buf_printf(b, "%.17g\t", v); /* 17 significant digits read back as the same double */
 }
 
-void pg_copy_bool(buf *b, int v) {
-    put32(b, 1);
-    buf_putc(b, v ? 1 : 0);
+void pg_copy_null(buf *b) {
+    buf_append(b, "\\N\t", 3);
 }
 
-void pg_copy_bytes(buf *b, const void *v, size_t len) {
-    if (!v) {
-        put32(b, 0xFFFFFFFFu);
-        return;
+void pg_copy_bytea(buf *b, const void *v, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = v;
+    buf_reserve(b, 3 + 2 * len + 1);
+    char *o = b->p + b->len;
+    *o++ = '\\'; /* the COPY escape of the backslash of bytea's "\x" */
+    *o++ = '\\';
+    *o++ = 'x';
+    for (size_t i = 0; i < len; i++) {
+        *o++ = hex[p[i] >> 4];
+        *o++ = hex[p[i] & 15];
     }
-    put32(b, (uint32_t)len);
-    buf_append(b, v, len);
+    *o++ = '\t';
+    b->len = (size_t)(o - b->p);
+}
+
+void pg_copy_text(buf *b, const char *v, size_t len) {
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        if (c != '\\' && c != '\t' && c != '\n' && c != '\r') continue;
+        buf_append(b, v + run, i - run);
+        char esc[2] = {'\\', c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\'};
+        buf_append(b, esc, 2);
+        run = i + 1;
+    }
+    buf_append(b, v + run, len - run);
+    buf_putc(b, '\t');
 }

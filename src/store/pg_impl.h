@@ -11,7 +11,8 @@
  * connection sets search_path to it). All results are asked for in binary format, so
  * integers, doubles and bytea come back exact and without text parsing.
  *
- * Schema (version 1; the same model as the SQLite engine, docs/storage.md):
+ * Schema (version 2; the same model as the SQLite engine, docs/storage.md, but for the
+ * change log; pg.c updates a version 1 database when a serving process starts):
  *   meta(key text PK, value bigint)          schema_version, last_ts (last commit ts),
  *                                             next_ix, reclaim_floor (newest horizon
  *                                             reclaim has deleted up to; readers refuse
@@ -21,14 +22,16 @@
  *   tablets(id bigserial PK, table_number bigint, created_ts bigint, dropped_ts bigint
  *           NULL = current, doc_count bigint)
  *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text,
- *             ix bigint, key bytea, kh bytea; PK(tablet, id); index (ix, kh))
- *       `ix`/`key`: the primary key index entry of the document, `kh` a 16-byte digest
+ *             ix bigint, key bytea, kh bigint; PK(tablet, id); index (ix, kh))
+ *       `ix`/`key`: the primary key index entry of the document, `kh` a 64-bit digest
  *       of `key` (the index holds the digest, so keys of any length fit; lookups recheck
  *       `key`). `ix` is the index instance the entry was computed for (pk_indexes.ix); a
  *       document whose ix is not the index's current one has no entry yet (the backfill
  *       gives it one).
  *   history(tablet, id, valid_from, valid_to, creation_time, value; index on valid_to)
- *   changes(ts bigint, tablet bigint, id bytea, deleted bool; PK(ts, tablet, id))
+ *   changes(ts bigint, tablet bigint, ids bytea[], deleted boolean[]; PK(ts, tablet))
+ *       the change log: per commit and generation, the ids of the documents the commit
+ *       wrote or deleted (deleted[i] for ids[i]); one row per batch, not per document
  *   pk_indexes(table_number bigint PK, ix bigint UNIQUE, fields text,
  *              state text 'ready'|'backfilling', cursor bytea, end_id bytea)
  *   shapes(tablet bigint PK, shape text)
@@ -45,7 +48,11 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
+
+/* A number as an SQL literal. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* ---- connections (pg_conn.c) ---- */
 
@@ -79,11 +86,16 @@ void pgp_i64(pg_params *p, int64_t v);                    /* int8 */
 void pgp_f64(pg_params *p, double v);                     /* float8 */
 void pgp_bytes(pg_params *p, const void *v, size_t len);  /* bytea; v NULL: SQL NULL */
 void pgp_text(pg_params *p, const char *v, size_t len);   /* text; v NULL: SQL NULL */
-/* A bytea[] parameter: pg_array_start(b, n), n times pg_array_item, then pgp_bytea_array
- * (b must outlive the call that uses p). */
-void pg_array_start(buf *b, size_t n);
+/* An array parameter (bytea[], tid[], int8[] or boolean[]): pg_array_start(b, kind, n),
+ * n items (pg_array_item for bytea and tid, pg_array_i64 for int8, pg_array_bool for
+ * boolean), then pgp_array (b must outlive the call that uses p). */
+enum { PG_ARRAY_BYTEA, PG_ARRAY_TID, PG_ARRAY_INT8, PG_ARRAY_BOOL };
+#define PG_TID_LEN 6 /* a row address (tid) in binary: block number, item number */
+void pg_array_start(buf *b, int kind, size_t n);
 void pg_array_item(buf *b, const void *v, size_t len);
-void pgp_bytea_array(pg_params *p, const buf *b);
+void pg_array_i64(buf *b, int64_t v);
+void pg_array_bool(buf *b, int v);
+void pgp_array(pg_params *p, const buf *b);
 
 /* Runs one statement (params may be NULL), results in binary format. Returns the
  * result (PGRES_TUPLES_OK or PGRES_COMMAND_OK; PQclear it) or NULL with *e filled. */
@@ -99,18 +111,19 @@ double pg_f64(const PGresult *r, int row, int col);    /* float8 */
  * unspecified in C): take the pointer first. */
 const char *pg_val(const PGresult *r, int row, int col, size_t *len);
 
-/* Binary COPY, streamed so memory stays bounded: pg_copy_open runs `sql` ("COPY t(...)
- * FROM STDIN (FORMAT binary)") and puts the header into `b`; per row pg_copy_row with
- * its number of fields, one pg_copy_* per field, then pg_copy_flush (which sends `b` once
- * it holds about a MiB); pg_copy_close sends the rest and returns the COPY's result. Give
- * pg_copy_close the error state so far (0, or -1 with *e filled: the COPY is then
- * abandoned and nothing of it is written). Not after a failed pg_copy_open. */
+/* COPY (text format), streamed so memory stays bounded: pg_copy_open runs `sql`
+ * ("COPY t(...) FROM STDIN"); per row one pg_copy_* per field, pg_copy_row_end, then
+ * pg_copy_flush (which sends `b` once it holds about a MiB); pg_copy_close sends the rest
+ * and returns the COPY's result. Give pg_copy_close the error state so far (0, or -1
+ * with *e filled: the COPY is then abandoned and nothing of it is written). Not after a
+ * failed pg_copy_open. */
 int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e);
-void pg_copy_row(buf *b, int nfields);
 void pg_copy_i64(buf *b, int64_t v);
 void pg_copy_f64(buf *b, double v);
-void pg_copy_bool(buf *b, int v);
-void pg_copy_bytes(buf *b, const void *v, size_t len); /* bytea or text; v NULL: NULL */
+void pg_copy_bytea(buf *b, const void *v, size_t len);
+void pg_copy_text(buf *b, const char *v, size_t len);
+void pg_copy_null(buf *b);
+void pg_copy_row_end(buf *b);
 int pg_copy_flush(PGconn *c, buf *b, tr_err *e);
 int pg_copy_close(PGconn *c, buf *b, int rc, tr_err *e);
 

@@ -40,8 +40,6 @@
 #define DELTA_FETCH_ROWS 1000
 #define READ_BEGIN_TRIES 64 /* pooled connections tried before a read gives up */
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 /* ---- transactions ---- */
 
@@ -479,8 +477,8 @@ static const char delta_plan_sql[] =
     "  SELECT $1::int8, 0::int8, $5::int8, 0"
     "  UNION ALL"
     "  SELECT x.ts,"
-    "    (SELECT count(*) FILTER (WHERE $3 = 0"
-    "       OR tablet IN (SELECT id FROM tablets WHERE table_number = $3))"
+    "    (SELECT coalesce(sum(cardinality(ids)) FILTER (WHERE $3 = 0"
+    "       OR tablet IN (SELECT id FROM tablets WHERE table_number = $3)), 0)::int8"
     "     FROM changes WHERE ts = x.ts)"
     "    + (SELECT coalesce(sum(CASE WHEN $3 = 0 OR table_number = $3"
     "         THEN doc_count ELSE 0 END), 0)::int8"
@@ -501,15 +499,16 @@ static const char delta_plan_sql[] =
  * the clear. A NULL name is a log row whose generation is gone. */
 static const char delta_emit_sql[] =
     "DECLARE tr_deltas NO SCROLL CURSOR FOR"
-    " SELECT c.ts, 0 AS kind, c.tablet, c.id, c.deleted, t.table_number, n.name,"
+    " SELECT c.ts, 0 AS kind, c.tablet, u.id, u.deleted, t.table_number, n.name,"
     "   d.creation_time, d.value"
     " FROM changes c"
+    " CROSS JOIN LATERAL unnest(c.ids, c.deleted) u(id, deleted)"
     " LEFT JOIN tablets t ON t.id = c.tablet"
     " LEFT JOIN tables n ON n.number = t.table_number"
-    " LEFT JOIN documents d ON NOT c.deleted AND d.tablet = c.tablet AND d.id = c.id"
+    " LEFT JOIN documents d ON NOT u.deleted AND d.tablet = c.tablet AND d.id = u.id"
     "   AND d.ts = c.ts"
     " WHERE c.ts > $1 AND c.ts <= $2 AND ($3 = 0 OR t.table_number = $3 OR n.name IS NULL)"
-    "   AND (c.deleted OR d.id IS NOT NULL OR n.name IS NULL)"
+    "   AND (u.deleted OR d.id IS NOT NULL OR n.name IS NULL)"
     " UNION ALL"
     " SELECT t.dropped_ts, 1, t.id, d.id, true, t.table_number, n.name, NULL::float8,"
     "   NULL::text"

@@ -108,13 +108,15 @@ def psql_program():
 
 
 def psql(base_url, sql):
-    """Runs one SQL statement on the server base_url points at."""
-    p = subprocess.run([psql_program(), base_url, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+    """Runs SQL on the server base_url points at; returns what it printed (unaligned,
+    tuples only: a single value prints as itself)."""
+    p = subprocess.run([psql_program(), base_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
                        capture_output=True, text=True, errors="replace",
                        stdin=subprocess.DEVNULL, timeout=60)
     if p.returncode != 0:
         raise RuntimeError("psql %r failed (exit %d): %s"
                            % (sql, p.returncode, p.stderr.strip()))
+    return p.stdout.strip()
 
 
 class DatabasePool:
