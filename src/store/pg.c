@@ -117,14 +117,6 @@ static const char pg_schema[] =
     "  ('schema_version', " STR(PG_SCHEMA_VERSION) "), ('next_ix', 1), ('reclaim_floor', 0)"
     "  ON CONFLICT (key) DO NOTHING";
 
-/* The backfill's stage: index entries to set, consumed by the statement that sets them. */
-static const char pg_stage[] =
-    "CREATE TEMP TABLE IF NOT EXISTS stage("
-    "  tablet bigint NOT NULL, id bytea NOT NULL, ix bigint, key bytea, kh bigint)"
-    "  ON COMMIT DELETE ROWS";
-
-static const char pg_copy_stage[] = "COPY stage(tablet, id, ix, key, kh) FROM STDIN";
-
 static const char pg_copy_documents[] =
     "COPY documents(tablet, id, ts, creation_time, value, ix, key, kh) FROM STDIN";
 /* What a job did to one table: its change-log row (ids $3, deleted flags $4; none when
@@ -247,8 +239,7 @@ static int writer_ready(pg_store *s, tr_err *e) {
     PQfinish(s->w);
     s->w = pg_connect(s->url, e);
     if (!s->w) return -1;
-    if (pg_run(s->w, pg_writer_session, NULL, e) == 0 && pg_run(s->w, pg_stage, NULL, e) == 0)
-        return 0;
+    if (pg_run(s->w, pg_writer_session, NULL, e) == 0) return 0;
     PQfinish(s->w);
     s->w = NULL;
     return -1;
@@ -1063,29 +1054,49 @@ static int pg_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_e
 
 /* ---- background work: one step per job, all progress in the database ---- */
 
-/* Gives each document of `docs` (id, value) its entry in index instance ix. */
+/* Gives each document of `docs` (tid, id, ts, creation_time, value) its entry in index
+ * instance ix: the rows are deleted and written again, with their entries, by one COPY
+ * (an UPDATE of each row cost about twice as much: one heap update and join probe per
+ * row, where COPY inserts a page at a time). Same id, timestamp and value: readers see
+ * the same document. */
 static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t ix,
                             const pkey *k, tr_err *e) {
-    if (pg_copy_open(s->w, pg_copy_stage, &s->copy, e) != 0) return -1;
+    int n = PQntuples(docs);
+    buf *tids = &s->arr[0];
+    pg_array_start(tids, PG_ARRAY_TID, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        const char *tid = pg_val(docs, i, 0, &len);
+        pg_array_item(tids, tid, len);
+    }
+    pg_params p = {0};
+    pgp_array(&p, tids);
+    PGresult *r = pg_exec(s->w, "DELETE FROM documents WHERE ctid = ANY($1)", &p, e);
+    if (!r) return -1;
+    long long deleted = atoll(PQcmdTuples(r));
+    PQclear(r);
+    if (deleted != n)
+        return err_set(e, 500, "StorageError",
+                       "%lld of %d documents to index were where the backfill read them",
+                       deleted, n);
+    if (pg_copy_open(s->w, pg_copy_documents, &s->copy, e) != 0) return -1;
     int rc = 0;
-    for (int i = 0; rc == 0 && i < PQntuples(docs); i++) {
+    for (int i = 0; rc == 0 && i < n; i++) {
         size_t idlen, vlen;
-        const char *id = pg_val(docs, i, 0, &idlen);
-        const char *v = pg_val(docs, i, 1, &vlen);
+        const char *id = pg_val(docs, i, 1, &idlen);
+        const char *v = pg_val(docs, i, 4, &vlen);
         arena_reset(s->doc_arena);
         if ((rc = store_doc_key(k, v, vlen, s->doc_arena, &s->key, e)) != 0) break;
         pg_copy_i64(&s->copy, tablet);
         pg_copy_bytea(&s->copy, id, idlen);
+        pg_copy_i64(&s->copy, pg_i64(docs, i, 2));
+        pg_copy_f64(&s->copy, pg_f64(docs, i, 3));
+        pg_copy_text(&s->copy, v, vlen);
         copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
         pg_copy_row_end(&s->copy);
         rc = pg_copy_flush(s->w, &s->copy, e);
     }
-    if (pg_copy_close(s->w, &s->copy, rc, e) != 0) return -1;
-    return pg_run(s->w,
-                  "WITH s AS (DELETE FROM stage RETURNING tablet, id, ix, key, kh)"
-                  " UPDATE documents d SET ix = s.ix, key = s.key, kh = s.kh FROM s"
-                  " WHERE d.tablet = s.tablet AND d.id = s.id",
-                  NULL, e);
+    return pg_copy_close(s->w, &s->copy, rc, e);
 }
 
 /* The next chunk of documents to index, read through the primary key in id order
@@ -1097,7 +1108,8 @@ static PGresult *backfill_docs(pg_store *s, const pg_params *p, tr_err *e) {
                e) != 0)
         return NULL;
     PGresult *r = pg_exec(s->w,
-                          "SELECT id, value FROM documents WHERE tablet = $1"
+                          "SELECT ctid, id, ts, creation_time, value FROM documents"
+                          " WHERE tablet = $1"
                           " AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
                           p, e);
     tr_err ignored;
@@ -1144,7 +1156,7 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
     if (rows > 0) {
         pg_params q = {0};
         size_t idlen;
-        const char *last = pg_val(docs, rows - 1, 0, &idlen);
+        const char *last = pg_val(docs, rows - 1, 1, &idlen);
         pgp_i64(&q, number);
         pgp_bytes(&q, last, idlen);
         rc = backfill_entries(s, docs, tablet, ix, &k, e) == 0 &&
