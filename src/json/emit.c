@@ -109,6 +109,44 @@ void json_emit_double(double d, buf *out) {
     if (fabs(d) > JE_TWO53 && je_int_literal(t)) buf_append(out, ".0", 2);
 }
 
+void json_emit_decimal(int neg, uint64_t dec, buf *out) {
+    uint64_t m = VAL_DEC_MANT(dec);
+    int e10 = VAL_DEC_EXP10(dec);
+    while (m % 10 == 0) {
+        m /= 10;
+        e10++;
+    }
+    char d[20];
+    int nd = 0;
+    for (uint64_t t = m; t; t /= 10) d[nd++] = (char)('0' + t % 10);
+    for (int i = 0; i < nd / 2; i++) {
+        char c = d[i];
+        d[i] = d[nd - 1 - i];
+        d[nd - 1 - i] = c;
+    }
+    int x = nd - 1 + e10; /* the exponent of the first digit, as %e would print it */
+    if (neg) buf_putc(out, '-');
+    if (x < -4 || x >= 15) { /* %.15g's exponent form */
+        buf_putc(out, d[0]);
+        if (nd > 1) {
+            buf_putc(out, '.');
+            buf_append(out, d + 1, (size_t)nd - 1);
+        }
+        buf_printf(out, "e%c%02d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+    } else if (x >= nd - 1) { /* an integer: the digits, then zeros */
+        buf_append(out, d, (size_t)nd);
+        for (int i = nd - 1; i < x; i++) buf_putc(out, '0');
+    } else if (x >= 0) {
+        buf_append(out, d, (size_t)x + 1);
+        buf_putc(out, '.');
+        buf_append(out, d + x + 1, (size_t)(nd - x - 1));
+    } else {
+        buf_append(out, "0.", 2);
+        for (int i = 0; i < -x - 1; i++) buf_putc(out, '0');
+        buf_append(out, d, (size_t)nd);
+    }
+}
+
 static void je_special(const char *key, uint64_t bits, buf *out) {
     unsigned char b[8];
     char b64[sodium_base64_ENCODED_LEN(8, sodium_base64_VARIANT_ORIGINAL)];
@@ -138,7 +176,10 @@ static void je_value(const val *v, int clean, buf *out) {
     switch (v->type) {
     case VAL_NULL: buf_append(out, "null", 4); break;
     case VAL_BOOL: buf_puts(out, v->u.b ? "true" : "false"); break;
-    case VAL_FLOAT: je_float(v->u.f, clean, out); break;
+    case VAL_FLOAT:
+        if (v->u.dec) json_emit_decimal(signbit(v->u.f), v->u.dec, out);
+        else je_float(v->u.f, clean, out);
+        break;
     case VAL_INT:
         if (clean) buf_printf(out, "\"%" PRId64 "\"", v->u.i);
         else je_special("$integer", (uint64_t)v->u.i, out);

@@ -24,5 +24,8 @@ void json_emit_string(const char *s, size_t n, buf *out);
 
 /* A finite double, shortest round-trip form ("1", "0.1", "1e+300"). */
 void json_emit_double(double d, buf *out);
+/* The same text for a float whose decimal form is known (val.dec, nonzero): what
+ * json_emit_double prints, without printf (the import path's hottest call). */
+void json_emit_decimal(int neg, uint64_t dec, buf *out);
 
 #endif

@@ -296,8 +296,7 @@ static int jr_convex_special(json_reader *r, const jr_slot *f, val *v) {
             jr_fail(r, r->nlv - 1, JR_BAD, "$float is only for NaN, Infinity and -0");
             return -1;
         }
-        v->type = VAL_FLOAT;
-        v->u.f = d;
+        *v = (val){.type = VAL_FLOAT, .u.f = d};
         return 1;
     }
     return 0;
@@ -307,7 +306,7 @@ static int jr_convex_special(json_reader *r, const jr_slot *f, val *v) {
 
 static int jr_close_object(json_reader *r) {
     jr_level *l = &r->lv[r->nlv - 1];
-    size_t n = jr_dedup(r, r->sl + l->start, r->nsl - l->start);
+    size_t n = r->nsl > l->start ? jr_dedup(r, r->sl + l->start, r->nsl - l->start) : 0;
     size_t maxf = r->o.element_max_fields;
     if (l->in_elem && maxf && n > maxf)
         return jr_fail(r, r->nlv - 1, "TooManyFieldsError", "object has more than %zu fields", maxf);
@@ -422,15 +421,14 @@ static int jr_number_int(const char *s, size_t n, val *v) {
         return 1;
     }
     if (m > JR_TWO53) return 0; /* beyond int64 only when 19 digits: round via strtod */
-    v->type = VAL_FLOAT;
-    v->u.f = neg ? -(double)m : (double)m;
+    *v = (val){.type = VAL_FLOAT, .u.f = neg ? -(double)m : (double)m};
     return 1;
 }
 
 /* Clinger's fast path: a mantissa below 2^53 and a power of ten up to 22 are both exact
  * doubles, so one multiplication or division rounds correctly. Returns 0 for anything
- * else (left to strtod). */
-static int jr_number_fast(const char *s, size_t n, double *out) {
+ * else (left to strtod). Sets *dec to the number's VAL_DEC (0 for zero). */
+static int jr_number_fast(const char *s, size_t n, double *out, uint64_t *dec) {
     size_t i = 0;
     int neg = s[0] == '-';
     uint64_t m = 0;
@@ -467,13 +465,14 @@ static int jr_number_fast(const char *s, size_t n, double *out) {
     if (m != 0 && e10 >= 0) d *= jr_pow10[e10];
     if (m != 0 && e10 < 0) d /= jr_pow10[-e10];
     *out = neg ? -d : d;
+    *dec = m ? VAL_DEC(m, e10) : 0;
     return 1;
 }
 
 static int jr_number(json_reader *r, const char *s, size_t n, val *v) {
     if (jr_number_int(s, n, v)) return 1;
-    v->type = VAL_FLOAT;
-    if (jr_number_fast(s, n, &v->u.f)) return 1;
+    *v = (val){.type = VAL_FLOAT};
+    if (jr_number_fast(s, n, &v->u.f, &v->u.dec)) return 1;
     buf_reset(&r->num);
     buf_append(&r->num, s, n);
     v->u.f = strtod(r->num.p, NULL);

@@ -31,11 +31,22 @@ typedef struct val_field {
     val *v;
 } val_field;
 
+/* A float's decimal form, when the parser saw it: |f| is mant × 10^exp10 correctly
+ * rounded, with 1 <= mant < 10^15 and -22 <= exp10 <= 22, packed as mant << 6 | (exp10 +
+ * 22). Its shortest text is then those digits (json_emit_decimal), found without printf.
+ * 0: unknown. */
+#define VAL_DEC(mant, exp10) ((uint64_t)(mant) << 6 | (uint64_t)((exp10) + 22))
+#define VAL_DEC_MANT(dec) ((dec) >> 6)
+#define VAL_DEC_EXP10(dec) ((int)((dec) & 63) - 22)
+
 struct val {
     val_type type;
     union {
         int b;
-        double f;
+        struct {
+            double f;
+            uint64_t dec; /* VAL_DEC of f, or 0 */
+        };
         int64_t i;
         struct {
             const char *p;

@@ -19,13 +19,16 @@ void buf_reset(buf *b) {
     if (b->p) b->p[0] = '\0';
 }
 
-void buf_reserve(buf *b, size_t more) {
-    size_t need = b->len + more + 1;
+void buf_grow(buf *b, size_t need) {
     if (need <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need) cap *= 2;
     b->p = xrealloc(b->p, cap);
     b->cap = cap;
+}
+
+void buf_reserve(buf *b, size_t more) {
+    buf_grow(b, b->len + more + 1);
 }
 
 void buf_append(buf *b, const void *p, size_t n) {
@@ -35,11 +38,6 @@ void buf_append(buf *b, const void *p, size_t n) {
     b->p[b->len] = '\0';
 }
 
-void buf_putc(buf *b, char c) {
-    buf_reserve(b, 1);
-    b->p[b->len++] = c;
-    b->p[b->len] = '\0';
-}
 
 void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
 

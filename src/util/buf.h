@@ -23,8 +23,14 @@ typedef struct buf {
 void buf_free(buf *b);                 /* releases memory; b is empty afterwards */
 void buf_reset(buf *b);                /* len = 0, keeps the allocation */
 void buf_reserve(buf *b, size_t more); /* room for `more` bytes (+ NUL) after len */
+void buf_grow(buf *b, size_t need);    /* capacity of at least `need` bytes (for buf_putc) */
 void buf_append(buf *b, const void *p, size_t n);
-void buf_putc(buf *b, char c);
+/* One byte; inline, as emitters call it for every comma and quote. */
+static inline void buf_putc(buf *b, char c) {
+    if (b->len + 2 > b->cap) buf_grow(b, b->len + 2);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
 void buf_puts(buf *b, const char *s);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf *b, const char *fmt, va_list ap);

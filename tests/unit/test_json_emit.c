@@ -181,6 +181,41 @@ static void test_double_round_trips(void **state) {
     }
 }
 
+/* A number the parser read through its fast path keeps its decimal form, and prints
+ * from it (json_emit_decimal): the text must be exactly json_emit_double's. */
+static void test_double_from_its_decimal_form(void **state) {
+    (void)state;
+    static const char *const fixed[] = {
+        "0.1",     "-0.5",     "1.5e300",  "123.456", "1e-22",    "9.99e22", "0.0001",
+        "0.00001", "1e15",     "1e14",     "-2.50",   "100.0",    "12e-3",   "3.0e+2",
+        "0.000123450", "999999999999999e7", "123456789012345e-22", "1E5", "0.0000"};
+    char text[64], want[64];
+    srand(17);
+    for (int i = 0; i < 200000 + (int)(sizeof fixed / sizeof *fixed); i++) {
+        if (i < (int)(sizeof fixed / sizeof *fixed)) {
+            snprintf(text, sizeof text, "%s", fixed[i]);
+        } else {
+            /* up to 15 digits, a point somewhere or none, an exponent or none */
+            int nd = 1 + rand() % 15, point = rand() % (nd + 1), k = 0;
+            if (rand() % 2) text[k++] = '-';
+            for (int j = 0; j < nd; j++) {
+                if (j == point && j > 0) text[k++] = '.';
+                text[k++] = (char)('0' + (j == 0 ? 1 + rand() % 9 : rand() % 10));
+            }
+            if (rand() % 2) k += snprintf(text + k, sizeof text - (size_t)k, "e%d", rand() % 41 - 20);
+            text[k] = '\0';
+        }
+        val *v;
+        tr_err e;
+        assert_int_equal(json_parse(ta, text, strlen(text), 4, 0, &v, &e), 0);
+        assert_int_equal(v->type, VAL_FLOAT);
+        snprintf(want, sizeof want, "%s", dbl(strtod(text, NULL)));
+        buf_reset(&out);
+        json_emit_convex(v, &out);
+        if (strcmp(out.p, want) != 0) fail_msg("%s printed as %s, not %s", text, out.p, want);
+    }
+}
+
 static void test_string_escapes(void **state) {
     (void)state;
     assert_string_equal(str("a\"b\\c", 5), "\"a\\\"b\\\\c\"");
@@ -258,6 +293,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_containers_keep_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_double_shortest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_double_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_double_from_its_decimal_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_string_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_string_invalid_utf8_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_convex_round_trip, setup, teardown),
