@@ -12,10 +12,10 @@
  * their own entries (INSERT OR IGNORE, so either side may be first), which is why the
  * build ends even while imports never pause.
  *
- * Reclaim deletes at most about SQ_RECLAIM_CHUNK rows per step: through a LIMITed
- * subquery of rowids for rowid tables, and for WITHOUT ROWID tables (index entries, the
- * change log) by first reading the key of the last row to delete, then deleting the key
- * range up to it.
+ * Reclaim deletes at most about SQ_RECLAIM_CHUNK rows per step (SQ_RECLAIM_LOG_ROWS of the
+ * change log, whose rows each list a commit's ids): through a LIMITed subquery of rowids
+ * for rowid tables, and for the WITHOUT ROWID index entries by first reading the key of
+ * the last row to delete, then deleting the key range up to it.
  */
 #include "store/backfill.h"
 
@@ -40,9 +40,7 @@ enum {
     M_RC_TABLET_DOCS,
     M_RC_TABLET_DONE,
     M_RC_HISTORY,
-    M_RC_LOG_BOUND,
-    M_RC_LOG_SOME,
-    M_RC_LOG_ALL,
+    M_RC_LOG,
     M_NSTMT
 };
 
@@ -69,10 +67,8 @@ static const char *const maint_sql[M_NSTMT] = {
     [M_RC_TABLET_DONE] = "DELETE FROM tablets WHERE id = ?1",
     [M_RC_HISTORY] = "DELETE FROM history WHERE rowid IN"
                      " (SELECT rowid FROM history WHERE valid_to < ?1 LIMIT ?2)",
-    [M_RC_LOG_BOUND] = "SELECT ts, tablet, id FROM changes"
-                         " ORDER BY ts, tablet, id LIMIT 1 OFFSET ?1",
-    [M_RC_LOG_SOME] = "DELETE FROM changes WHERE ts <= ?1 AND (ts, tablet, id) <= (?1, ?2, ?3)",
-    [M_RC_LOG_ALL] = "DELETE FROM changes WHERE ts < ?1",
+    [M_RC_LOG] = "DELETE FROM changes WHERE rowid IN"
+                 " (SELECT rowid FROM changes WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
 };
 
 /* One index entry of a backfill step, collected so the step can insert in key order. */
@@ -334,36 +330,14 @@ static int rc_history(sq_maint *m, int64_t horizon, int *did, tr_err *e) {
     return 0;
 }
 
-/* One chunk of the change log older than the horizon. */
+/* One chunk of the change log older than the horizon (rows list a commit's ids, so a
+ * chunk is a few of them). */
 static int rc_log(sq_maint *m, int64_t horizon, int *did, tr_err *e) {
-    sqlite3_stmt *bound = maint_stmt(m, M_RC_LOG_BOUND, e);
-    if (!bound) return -1;
-    sqlite3_bind_int(bound, 1, SQ_RECLAIM_CHUNK - 1);
-    int rc = sqlite3_step(bound);
-    int64_t ts = 0, tablet = 0;
-    if (rc == SQLITE_ROW) {
-        ts = sqlite3_column_int64(bound, 0);
-        tablet = sqlite3_column_int64(bound, 1);
-        buf_reset(&m->key);
-        buf_append(&m->key, sqlite3_column_blob(bound, 2), (size_t)sqlite3_column_bytes(bound, 2));
-    } else if (rc != SQLITE_DONE) {
-        sq_error(m->db, rc, e);
-    }
-    sqlite3_reset(bound);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
-    /* a full chunk that is all old: delete up to its last row; otherwise fewer than a
-     * chunk are old, and they all go */
-    int some = rc == SQLITE_ROW && ts < horizon;
-    sqlite3_stmt *del = maint_stmt(m, some ? M_RC_LOG_SOME : M_RC_LOG_ALL, e);
-    if (!del) return -1;
-    if (some) {
-        sqlite3_bind_int64(del, 1, ts);
-        sqlite3_bind_int64(del, 2, tablet);
-        sqlite3_bind_blob(del, 3, m->key.p, (int)m->key.len, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_int64(del, 1, horizon);
-    }
-    if (sq_step_done(m->db, del, e) != 0) return -1;
+    sqlite3_stmt *st = maint_stmt(m, M_RC_LOG, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, horizon);
+    sqlite3_bind_int(st, 2, SQ_RECLAIM_LOG_ROWS);
+    if (sq_step_done(m->db, st, e) != 0) return -1;
     *did = sqlite3_changes(m->db) > 0;
     return 0;
 }

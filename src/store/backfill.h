@@ -23,6 +23,7 @@
 
 #define SQ_BACKFILL_CHUNK 8000 /* documents indexed per backfill transaction */
 #define SQ_RECLAIM_CHUNK 5000  /* rows deleted per reclaim transaction */
+#define SQ_RECLAIM_LOG_ROWS 50 /* change-log rows (each lists a commit's ids) per step */
 
 /* Turns a failed sqlite call into the store's error: busy or locked beyond the timeout →
  * 503 DatabaseUnavailable (retrying may help); anything else → 500 StorageError with

@@ -49,6 +49,7 @@
 #include "store/backfill.h"
 #include "store/batch.h"
 #include "store/bgthread.h"
+#include "store/changelog.h"
 #include "store/keys.h"
 #include "store/shape.h"
 #include "store/wqueue.h"
@@ -56,11 +57,21 @@
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_RECLAIM_INTERVAL_S 30 /* background pass when nothing woke it earlier */
 
 /* ---- schema ---- */
+
+/* The change log: per commit and generation, the ids it wrote or deleted (changelog.h). */
+#define SQ_CHANGES_TABLE                                                                   \
+    "CREATE TABLE IF NOT EXISTS changes("                                                  \
+    "  ts INTEGER NOT NULL,"                                                               \
+    "  tablet INTEGER NOT NULL,"                                                           \
+    "  ids BLOB NOT NULL,"     /* n ids of 16 bytes, in id order */                        \
+    "  deleted BLOB NOT NULL," /* n bytes, 1: ids[i] was deleted */                        \
+    "  PRIMARY KEY(ts, tablet)"                                                            \
+    ")"
 
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS meta("
@@ -100,13 +111,7 @@ static const char sq_schema[] =
     "  value TEXT NOT NULL"
     ");"
     "CREATE INDEX IF NOT EXISTS history_by_end ON history(valid_to);"
-    "CREATE TABLE IF NOT EXISTS changes("
-    "  ts INTEGER NOT NULL,"
-    "  tablet INTEGER NOT NULL,"
-    "  id BLOB NOT NULL,"
-    "  deleted INTEGER NOT NULL,"
-    "  PRIMARY KEY(ts, tablet, id)"
-    ") WITHOUT ROWID;"
+    SQ_CHANGES_TABLE ";"
     "CREATE TABLE IF NOT EXISTS pk_indexes("
     "  table_number INTEGER PRIMARY KEY,"
     "  ix INTEGER NOT NULL UNIQUE,"
@@ -127,7 +132,7 @@ static const char sq_schema[] =
     "  shape TEXT NOT NULL"
     ");"
     "INSERT OR IGNORE INTO meta(key, value) VALUES"
-    "  ('schema_version', 1), ('last_ts', 0), ('next_ix', 1);";
+    "  ('schema_version', 2), ('last_ts', 0), ('next_ix', 1);";
 
 /* ---- prepared statements, one cache per connection ---- */
 
@@ -158,8 +163,7 @@ enum {
     S_DOC_DELETE,
     S_ENTRY_ADD,
     S_ENTRY_DEL,
-    S_CHANGE_PUT,
-    S_CHANGE_DEL,
+    S_CHANGE_ROW,
     S_READ_INDEX_STATE,
     S_READ_DOCS,
     S_SHAPE_GET,
@@ -219,9 +223,8 @@ static const char *const sq_sql[S_NSTMT] = {
     [S_DOC_DELETE] = "DELETE FROM documents WHERE rowid = ?1",
     [S_ENTRY_ADD] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc) VALUES (?1, ?2, ?3)",
     [S_ENTRY_DEL] = "DELETE FROM pk_entries WHERE ix = ?1 AND key = ?2 AND doc = ?3",
-    [S_CHANGE_PUT] = "INSERT OR REPLACE INTO changes(ts, tablet, id, deleted)"
+    [S_CHANGE_ROW] = "INSERT INTO changes(ts, tablet, ids, deleted)"
                      " VALUES (?1, ?2, ?3, ?4)",
-    [S_CHANGE_DEL] = "DELETE FROM changes WHERE ts = ?1 AND tablet = ?2 AND id = ?3",
     [S_READ_INDEX_STATE] = "SELECT p.state FROM tables t"
                            " JOIN pk_indexes p ON p.table_number = t.number WHERE t.name = ?1",
     [S_READ_DOCS] = "SELECT id, creation_time, value FROM documents WHERE tablet = ?1"
@@ -241,8 +244,8 @@ static const char *const sq_sql[S_NSTMT] = {
     [S_READ_SNAP_OLD] = "SELECT id, valid_from, creation_time, value FROM history"
                         " WHERE valid_to > ?3 AND valid_from <= ?3 AND tablet = ?1 AND id > ?2"
                         " ORDER BY id LIMIT ?4",
-    [S_READ_CHANGES] = "SELECT ts, tablet, id, deleted FROM changes WHERE ts > ?1 AND ts <= ?2"
-                       " ORDER BY ts, tablet, id",
+    [S_READ_CHANGES] = "SELECT ts, tablet, ids, deleted FROM changes WHERE ts > ?1 AND ts <= ?2"
+                       " ORDER BY ts, tablet",
     [S_READ_DROPS] = "SELECT dropped_ts, id, table_number, doc_count FROM tablets"
                      " WHERE dropped_ts > ?1 AND dropped_ts <= ?2 ORDER BY dropped_ts, id",
     [S_READ_DOC] = "SELECT ts, creation_time, value FROM documents WHERE tablet = ?1 AND id = ?2",
@@ -293,6 +296,8 @@ struct sq_store {
     arena *job_arena; /* per job */
     arena *doc_arena; /* per document parsed */
     buf key;
+    chg_log log;       /* the running job's change-log entries */
+    buf log_ids, log_deleted;
     sq_match *matches;
     size_t nmatches, cap_matches;
     sq_shape **shapes; /* every generation written since the cache was last dropped */
@@ -683,16 +688,28 @@ static int index_retire(sq_store *s, int64_t ix, tr_err *e) {
 
 /* ---- documents (writer side) ---- */
 
-/* Appends to the change log read by the export side: (ts, document) changed or deleted. */
-static int change_log(sq_store *s, int id, int64_t ts, const sq_table *t, const uint8_t *docid,
-                      int deleted, tr_err *e) {
-    sqlite3_stmt *st = stmt(&s->w, id, e);
+/* One change-log row (chg_rows callback; ctx: the job's sq_log_ctx). */
+typedef struct sq_log_ctx {
+    sq_store *s;
+    int64_t ts;
+} sq_log_ctx;
+
+static int log_row(void *ctx, int64_t tablet, const buf *ids, const buf *deleted, size_t n,
+                   tr_err *e) {
+    sq_log_ctx *c = ctx;
+    sqlite3_stmt *st = stmt(&c->s->w, S_CHANGE_ROW, e);
     if (!st) return -1;
-    sqlite3_bind_int64(st, 1, ts);
-    sqlite3_bind_int64(st, 2, t->tablet);
-    sqlite3_bind_blob(st, 3, docid, DOCID_INTERNAL_LEN, SQLITE_STATIC);
-    if (id == S_CHANGE_PUT) sqlite3_bind_int(st, 4, deleted);
-    return sq_step_done(s->w.db, st, e);
+    sqlite3_bind_int64(st, 1, c->ts);
+    sqlite3_bind_int64(st, 2, tablet);
+    sqlite3_bind_blob(st, 3, ids->p, (int)(n * DOCID_INTERNAL_LEN), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, deleted->p, (int)n, SQLITE_STATIC);
+    return sq_step_done(c->s->w.db, st, e);
+}
+
+/* Writes the job's change log (one row per generation it touched). */
+static int log_write(sq_store *s, int64_t ts, tr_err *e) {
+    sq_log_ctx c = {s, ts};
+    return chg_rows(&s->log, &s->log_ids, &s->log_deleted, log_row, &c, e);
 }
 
 static int doc_insert(sq_store *s, sq_table *t, const char *doc, size_t len, int64_t ts,
@@ -714,7 +731,8 @@ static int doc_insert(sq_store *s, sq_table *t, const char *doc, size_t len, int
     sqlite3_bind_text(st, 5, doc, (int)len, SQLITE_STATIC);
     if (sq_step_done(s->w.db, st, e) != 0) return -1;
     *rowid = sqlite3_last_insert_rowid(s->w.db);
-    return change_log(s, S_CHANGE_PUT, ts, t, id, 0, e);
+    chg_put(&s->log, t->tablet, id, 0);
+    return 0;
 }
 
 static int entry_write(sq_store *s, int id, int64_t ix, const void *key, size_t klen,
@@ -736,10 +754,11 @@ static int doc_keep_old(sq_store *s, const sq_match *m, int64_t ts, tr_err *e) {
 
 static int doc_replace(sq_store *s, const sq_table *t, const sq_match *m, const char *doc,
                        size_t len, int64_t ts, tr_err *e) {
-    /* written earlier in this job, the document is in the log at ts already */
-    if (m->ts < ts &&
-        (doc_keep_old(s, m, ts, e) != 0 || change_log(s, S_CHANGE_PUT, ts, t, m->id, 0, e) != 0))
-        return -1;
+    /* written earlier in this job, the document is in the log already */
+    if (m->ts < ts) {
+        if (doc_keep_old(s, m, ts, e) != 0) return -1;
+        chg_put(&s->log, t->tablet, m->id, 0);
+    }
     sqlite3_stmt *st = stmt(&s->w, S_DOC_REPLACE, e);
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, m->rowid);
@@ -752,9 +771,9 @@ static int doc_delete(sq_store *s, sq_table *t, const sq_match *m, const void *k
                       int64_t ts, tr_err *e) {
     /* a document born in this job was never visible: it leaves no trace at all */
     int born_here = m->creation_time >= t->first_ct;
-    if (doc_keep_old(s, m, ts, e) != 0 ||
-        change_log(s, born_here ? S_CHANGE_DEL : S_CHANGE_PUT, ts, t, m->id, 1, e) != 0)
-        return -1;
+    if (doc_keep_old(s, m, ts, e) != 0) return -1;
+    if (born_here) chg_drop(&s->log, t->tablet, m->id);
+    else chg_put(&s->log, t->tablet, m->id, 1);
     sqlite3_stmt *st = stmt(&s->w, S_DOC_DELETE, e);
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, m->rowid);
@@ -875,6 +894,7 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     store_import_result *r = ij->r;
     *r = (store_import_result){0, 0, 0};
     arena_reset(s->job_arena);
+    chg_reset(&s->log);
     int *map = arena_alloc(s->job_arena, b->nstreams * sizeof *map);
     sq_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
     size_t ntabs;
@@ -898,6 +918,7 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
                      : import_append(s, t, doc, rec->doc_len, ts, r, e);
         if (rc != 0) return -1;
     }
+    if (log_write(s, ts, e) != 0) return -1;
     for (size_t k = 0; k < ntabs; k++)
         if (table_save(s, &tabs[k], e) != 0) return -1;
     return import_shapes_merge(s, ij, map, tabs, e);
@@ -1525,11 +1546,11 @@ static int delta_count(delta_read *d, sqlite3_stmt *ev, int64_t *n, tr_err *e) {
                                                                     : 0;
         return 0;
     }
-    *n = 1;
+    *n = sqlite3_column_bytes(ev, 2) / DOCID_INTERNAL_LEN;
     if (!d->rq->table) return 0;
     const tablet_name *t = delta_tablet(d, sqlite3_column_int64(ev, 1), e);
     if (!t) return -1;
-    *n = delta_wanted(d, t->number);
+    if (!delta_wanted(d, t->number)) *n = 0;
     return 0;
 }
 
@@ -1576,24 +1597,37 @@ static int delta_value(delta_read *d, const tablet_name *t, const uint8_t *id, i
     return d->fn(d->ctx, &v, e);
 }
 
-/* A change-log row: a deletion, or the document if this is still its latest version
- * (otherwise a later row of the log reports it). */
+/* A document of a change-log row: a deletion, or the document if this is still its
+ * latest version (otherwise a later row of the log reports it). */
+static int delta_doc(delta_read *d, const tablet_name *t, const uint8_t *id, int deleted,
+                     int64_t ts, tr_err *e) {
+    if (deleted) return delta_value(d, t, id, ts, NULL, e);
+    sqlite3_stmt *doc = stmt(d->c, S_READ_DOC, e);
+    if (!doc) return -1;
+    sqlite3_bind_int64(doc, 1, t->tablet);
+    sqlite3_bind_blob(doc, 2, id, DOCID_INTERNAL_LEN, SQLITE_STATIC);
+    int found, rc = read_row(d->c, doc, &found, e);
+    if (rc != 0 || !found) return rc;
+    if (sqlite3_column_int64(doc, 0) == ts) rc = delta_value(d, t, id, ts, doc, e);
+    sqlite3_reset(doc);
+    return rc;
+}
+
+/* A change-log row: the documents one commit wrote or deleted in one generation. */
 static int delta_change(delta_read *d, sqlite3_stmt *ev, tr_err *e) {
     const tablet_name *t = delta_tablet(d, sqlite3_column_int64(ev, 1), e);
     if (!t) return -1;
     if (!delta_wanted(d, t->number)) return 0;
     int64_t ts = sqlite3_column_int64(ev, 0);
-    uint8_t id[DOCID_INTERNAL_LEN];
-    blob16(ev, 2, id);
-    if (sqlite3_column_int(ev, 3)) return delta_value(d, t, id, ts, NULL, e);
-    sqlite3_stmt *doc = stmt(d->c, S_READ_DOC, e);
-    if (!doc) return -1;
-    sqlite3_bind_int64(doc, 1, t->tablet);
-    sqlite3_bind_blob(doc, 2, id, sizeof id, SQLITE_TRANSIENT);
-    int found, rc = read_row(d->c, doc, &found, e);
-    if (rc != 0 || !found) return rc;
-    if (sqlite3_column_int64(doc, 0) == ts) rc = delta_value(d, t, id, ts, doc, e);
-    sqlite3_reset(doc);
+    const uint8_t *ids = sqlite3_column_blob(ev, 2);
+    size_t n = (size_t)sqlite3_column_bytes(ev, 2) / DOCID_INTERNAL_LEN;
+    const uint8_t *deleted = sqlite3_column_blob(ev, 3);
+    if ((size_t)sqlite3_column_bytes(ev, 3) != n)
+        return err_set(e, 500, "StorageError", "Change-log row of commit %lld is damaged",
+                       (long long)ts);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = delta_doc(d, t, ids + i * DOCID_INTERNAL_LEN, deleted[i], ts, e);
     return rc;
 }
 
@@ -1716,8 +1750,10 @@ static int schema_check(sqlite3 *db, tr_err *e) {
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_error(db, rc, e);
     else if (v != SQ_SCHEMA_VERSION)
         err_set(e, 500, "StorageError",
-                "Database schema version %lld, this tributary reads version %d", (long long)v,
-                SQ_SCHEMA_VERSION);
+                "Database schema version %lld, this tributary reads version %d%s", (long long)v,
+                SQ_SCHEMA_VERSION,
+                v < SQ_SCHEMA_VERSION ? " (start `tributary serve` on it once to update it)"
+                                      : "");
     sqlite3_finalize(st);
     return rc == SQLITE_ROW && v == SQ_SCHEMA_VERSION ? 0 : -1;
 }
@@ -1747,6 +1783,55 @@ static int first_ts(sq_store *s, tr_err *e) {
     return meta_set(s, "last_ts", s->last_ts, e);
 }
 
+/* Version 1 logged one change-log row per document; version 2 one per commit and
+ * generation. Converted inside the opening transaction (the old rows come in (ts, tablet,
+ * id) order, so each new row is one run of them). */
+static int migrate_v1(sq_store *s, tr_err *e) {
+    int rc = sqlite3_exec(s->w.db, "ALTER TABLE changes RENAME TO changes_v1;" SQ_CHANGES_TABLE,
+                          NULL, NULL, NULL);
+    sqlite3_stmt *old = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->w.db,
+                                "SELECT ts, tablet, id, deleted FROM changes_v1"
+                                " ORDER BY ts, tablet, id",
+                                -1, &old, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(old);
+        return sq_error(s->w.db, rc, e);
+    }
+    sq_log_ctx c = {s, 0};
+    int64_t tablet = 0;
+    size_t n = 0;
+    int r = 0, step;
+    buf_reset(&s->log_ids);
+    buf_reset(&s->log_deleted);
+    while (r == 0 && (step = sqlite3_step(old)) == SQLITE_ROW) {
+        int64_t ts = sqlite3_column_int64(old, 0), tb = sqlite3_column_int64(old, 1);
+        if (n && (ts != c.ts || tb != tablet)) {
+            r = log_row(&c, tablet, &s->log_ids, &s->log_deleted, n, e);
+            buf_reset(&s->log_ids);
+            buf_reset(&s->log_deleted);
+            n = 0;
+        }
+        c.ts = ts;
+        tablet = tb;
+        uint8_t id[DOCID_INTERNAL_LEN] = {0};
+        blob16(old, 2, id);
+        buf_append(&s->log_ids, id, sizeof id);
+        buf_putc(&s->log_deleted, sqlite3_column_int(old, 3) != 0);
+        n++;
+    }
+    if (r == 0 && step != SQLITE_DONE) r = sq_error(s->w.db, step, e);
+    if (r == 0 && n) r = log_row(&c, tablet, &s->log_ids, &s->log_deleted, n, e);
+    sqlite3_finalize(old);
+    if (r != 0) return -1;
+    rc = sqlite3_exec(s->w.db,
+                      "DROP TABLE changes_v1;"
+                      " UPDATE meta SET value = 2 WHERE key = 'schema_version'",
+                      NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sq_error(s->w.db, rc, e);
+}
+
 static int writer_open(sq_store *s, tr_err *e) {
     if (conn_open(&s->w, s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_writer_pragmas,
                   e) != 0 ||
@@ -1756,6 +1841,9 @@ static int writer_open(sq_store *s, tr_err *e) {
     if (run(&s->w, S_BEGIN_WRITE, e) != 0) return -1;
     int rc = sqlite3_exec(s->w.db, sq_schema, NULL, NULL, NULL);
     if (rc != SQLITE_OK) sq_error(s->w.db, rc, e);
+    int64_t version = 0;
+    if (rc == SQLITE_OK && meta_get(s, "schema_version", &version, e) != 0) rc = SQLITE_ERROR;
+    if (rc == SQLITE_OK && version == 1 && migrate_v1(s, e) != 0) rc = SQLITE_ERROR;
     if (rc != SQLITE_OK || schema_check(s->w.db, e) != 0 ||
         meta_get(s, "last_ts", &s->last_ts, e) != 0 || first_ts(s, e) != 0 ||
         run(&s->w, S_COMMIT, e) != 0) {
@@ -1874,6 +1962,9 @@ static void sq_close(store *st) {
     arena_free(s->job_arena);
     arena_free(s->doc_arena);
     buf_free(&s->key);
+    chg_free(&s->log);
+    buf_free(&s->log_ids);
+    buf_free(&s->log_deleted);
     free(s->matches);
     shapes_drop(s);
     free(s->shapes);

@@ -8,9 +8,7 @@ What issue #4 promises for `--database-url`, checked from outside:
 - an index backfill whose process is killed (kill -9) is finished by the other process;
 - PostgreSQL restarting, or dropping every connection, while clients import: clients see
   503 DatabaseUnavailable (or a dropped connection) and then success, every acknowledged
-  batch is stored, no failed batch is half stored, and the servers keep running;
-- a database written by the first schema version is upgraded when a server starts on
-  it: the change feed reads the same, dedup keys still match their documents.
+  batch is stored, no failed batch is half stored, and the servers keep running.
 
 These tests are skipped (not counted) on the SQLite backend. Restarting the database
 needs the cluster's pg_ctl (run.py --pg-ctl; `make test` passes it).
@@ -22,7 +20,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, psql,
+from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages,
                      restart_database, scaled, timeout, user_fields)
 
 POSTGRES_ONLY = unittest.skipUnless(Config.backend == "postgres",
@@ -404,67 +402,3 @@ class DatabaseFaultTests(ServerTestCase):
 
     def test_connections_dropped_during_imports(self):
         self.through_fault(lambda server: server.backend.terminate_connections())
-
-
-# ---------------------------------------------------------------------------
-# Schema upgrade
-
-# Turns a current (version 2) database back into what version 1 wrote: one change-log
-# row per document, 16-byte key digests in the index (version 2 keeps their first 8
-# bytes; the other 8 are arbitrary here, as nothing reads them).
-TO_VERSION_1 = """
-BEGIN;
-ALTER TABLE tributary.changes RENAME TO changes_v2;
-ALTER INDEX tributary.changes_pkey RENAME TO changes_v2_pkey;
-CREATE TABLE tributary.changes(ts bigint NOT NULL, tablet bigint NOT NULL, id bytea NOT NULL,
-  deleted boolean NOT NULL, PRIMARY KEY(ts, tablet, id));
-INSERT INTO tributary.changes
-  SELECT c.ts, c.tablet, u.id, u.deleted
-  FROM tributary.changes_v2 c, unnest(c.ids, c.deleted) u(id, deleted);
-DROP TABLE tributary.changes_v2;
-ALTER TABLE tributary.documents ALTER COLUMN kh TYPE bytea
-  USING decode(lpad(to_hex(kh), 16, '0') || 'a5a5a5a5a5a5a5a5', 'hex');
-UPDATE tributary.meta SET value = 1 WHERE key = 'schema_version';
-COMMIT;
-"""
-
-
-@POSTGRES_ONLY
-class SchemaUpgradeTests(ServerTestCase):
-
-    def test_a_version_1_database_is_upgraded_when_a_server_starts(self):
-        server = self.new_server().start()
-        url = server.backend.url()
-        start = first_cursor(self, server)
-        self.assertOk(server.add_indexes({"people": [["k"]]}))
-        server.wait_indexes_ready(["people"])
-        people = {"people": dedup_stream(["k"])}
-        self.assertCounts(server.import_records(
-            dict(people, log=append_stream()),
-            messages("people", [{"k": i, "v": "a"} for i in range(40)])
-            + messages("log", [{"n": i} for i in range(15)])), inserted=55)
-        self.assertCounts(server.import_records(
-            people, messages("people", [{"k": i, "v": "b"} for i in range(0, 40, 4)])),
-            replaced=10)
-        self.assertCounts(server.import_records(
-            people, messages("people", [{"k": 3, "_ab_cdc_deleted_at": "now"}])), deleted=1)
-        before, _ = deltas_since(self, server, start)
-        self.assertEqual(len(before), 40 + 15)
-        server.stop()
-
-        psql(url, TO_VERSION_1)
-        self.assertEqual(psql(url, "SELECT count(*) FROM tributary.changes"), str(55 + 10 + 1))
-        server.start()
-        self.assertEqual(psql(url, "SELECT value FROM tributary.meta"
-                                   " WHERE key = 'schema_version'"), "2")
-        after, _ = deltas_since(self, server, start)
-        self.assertEqual(after, before)
-        # the index entries survived the upgrade: existing keys are found, not duplicated
-        self.assertCounts(server.import_records(
-            people, messages("people", [{"k": 8, "v": "c"}, {"k": 39, "v": "c"},
-                                        {"k": 3, "v": "back"}, {"k": 100, "v": "new"}])),
-            inserted=2, replaced=2)
-        docs = server.export("people")
-        self.assertEqual(sorted(d["k"] for d in docs), sorted(set(range(40)) | {100}))
-        self.assertEqual({d["k"]: d["v"] for d in docs if d["k"] in (8, 39, 3)},
-                         {8: "c", 39: "c", 3: "back"})
