@@ -60,6 +60,7 @@ static int chg_cmp(const void *pa, const void *pb) {
 }
 
 int chg_rows(chg_log *l, buf *ids, buf *deleted, chg_row_fn fn, void *ctx, tr_err *e) {
+    if (!l->n) return 0;
     qsort(l->e, l->n, sizeof *l->e, chg_cmp);
     size_t i = 0;
     while (i < l->n) {
