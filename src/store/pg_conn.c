@@ -3,8 +3,9 @@
  *
  * Kept apart from pg.c and pg_read.c so that neither deals with wire formats: values go
  * out as binary parameters and come back as binary results (exact int8/float8/bytea, no
- * text escaping or parsing), bulk rows go in as binary COPY, and every failure becomes
- * the store's error with one classification of what a retry may cure.
+ * text escaping or parsing), bulk rows go in as text COPY (why text: see the COPY
+ * section), and every failure becomes the store's error with one classification of what
+ * a retry may cure.
  */
 #include "store/pg_impl.h"
 

@@ -2,7 +2,7 @@
  * pg_impl.h — what the PostgreSQL engine's files share. Internal to src/store.
  *
  * The engine is three files: pg_conn.c (libpq plumbing: connecting, parameters, binary
- * results, binary COPY, turning failures into the store's errors), pg.c (the schema, the
+ * results, streamed COPY, turning failures into the store's errors), pg.c (the schema, the
  * write queue, imports, clears, indexes, background work) and pg_read.c (every read:
  * indexes_ready, export, the streaming-export API). The multi-process design is in
  * docs/postgres.md.

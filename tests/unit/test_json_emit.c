@@ -202,7 +202,8 @@ static void test_double_from_its_decimal_form(void **state) {
                 if (j == point && j > 0) text[k++] = '.';
                 text[k++] = (char)('0' + (j == 0 ? 1 + rand() % 9 : rand() % 10));
             }
-            if (rand() % 2) k += snprintf(text + k, sizeof text - (size_t)k, "e%d", rand() % 41 - 20);
+            if (rand() % 2)
+                k += snprintf(text + k, sizeof text - (size_t)k, "e%d", rand() % 41 - 20);
             text[k] = '\0';
         }
         val *v;
