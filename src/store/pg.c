@@ -63,6 +63,17 @@
     "  PRIMARY KEY(ts, tablet));"                                                          \
     "ALTER TABLE tributary.changes ALTER COLUMN ids SET STORAGE EXTERNAL"
 
+/* A document's primary key index entry: index instance, 64-bit key digest, the key. */
+#define PG_ENTRIES_TABLE                                                                   \
+    "CREATE TABLE IF NOT EXISTS tributary.entries("                                        \
+    "  ix bigint NOT NULL,"                                                                \
+    "  kh bigint NOT NULL,"                                                                \
+    "  tablet bigint NOT NULL,"                                                            \
+    "  id bytea NOT NULL,"                                                                 \
+    "  key bytea NOT NULL);"                                                               \
+    "CREATE INDEX IF NOT EXISTS entries_by_key ON tributary.entries(ix, kh);"              \
+    "CREATE TABLE IF NOT EXISTS tributary.dead_indexes(ix bigint PRIMARY KEY)"
+
 static const char pg_schema[] =
     "CREATE SCHEMA IF NOT EXISTS tributary;"
     "CREATE TABLE IF NOT EXISTS tributary.meta("
@@ -88,12 +99,8 @@ static const char pg_schema[] =
     "  ts bigint NOT NULL,"
     "  creation_time float8 NOT NULL,"
     "  value text NOT NULL,"
-    "  ix bigint,"
-    "  key bytea,"
-    "  kh bigint,"
     "  PRIMARY KEY(tablet, id));"
-    "CREATE INDEX IF NOT EXISTS documents_by_key ON tributary.documents(ix, kh)"
-    "  WHERE ix IS NOT NULL;"
+    PG_ENTRIES_TABLE ";"
     "CREATE TABLE IF NOT EXISTS tributary.history("
     "  tablet bigint NOT NULL,"
     "  id bytea NOT NULL,"
@@ -118,7 +125,8 @@ static const char pg_schema[] =
     "  ON CONFLICT (key) DO NOTHING";
 
 static const char pg_copy_documents[] =
-    "COPY documents(tablet, id, ts, creation_time, value, ix, key, kh) FROM STDIN";
+    "COPY documents(tablet, id, ts, creation_time, value) FROM STDIN";
+static const char pg_copy_entries[] = "COPY entries(ix, kh, tablet, id, key) FROM STDIN";
 /* What a job did to one table: its change-log row (ids $3, deleted flags $4; none when
  * empty), the table's newest creation time and next sequence number, its document count
  * (+$8). */
@@ -228,7 +236,8 @@ static int writable(pg_store *s, tr_err *e) {
 /* The writer session: a writer waiting for the commit lock longer than lock_timeout
  * gives up with a 503 instead of hanging, and a writer process that stalls inside a
  * transaction (stopped, partitioned) loses it after a minute, releasing the lock for the
- * others. */
+ * others. Its lookups probe one key at a time: a plain index scan, never a bitmap built
+ * for a single row. */
 static const char pg_writer_session[] =
     "SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '60s';"
     " SET enable_bitmapscan = off";
@@ -498,6 +507,15 @@ static int table_key(pg_store *s, pg_table *t, tr_err *e) {
 }
 
 /* A fresh index instance id: documents keyed for an older one have no entry. */
+/* Index instance `ix` is retired (its table was cleared or its index replaced): reclaim
+ * deletes its entries. */
+static int index_retire(pg_store *s, int64_t ix, tr_err *e) {
+    pg_params p = {0};
+    pgp_i64(&p, ix);
+    return pg_run(s->w, "INSERT INTO dead_indexes(ix) VALUES ($1) ON CONFLICT DO NOTHING", &p,
+                  e);
+}
+
 static int index_instance(pg_store *s, int64_t *ix, tr_err *e) {
     PGresult *r = pg_exec(s->w,
                           "UPDATE meta SET value = value + 1 WHERE key = 'next_ix'"
@@ -538,7 +556,8 @@ typedef struct plan_doc {
     int stored; /* existed before this job */
     double ct;
     uint8_t id[DOCID_INTERNAL_LEN];
-    uint8_t tid[PG_TID_LEN]; /* where the stored version is (when `stored`) */
+    uint8_t tid[PG_TID_LEN];  /* where the stored version is (when `stored`) */
+    uint8_t etid[PG_TID_LEN]; /* where its index entry is (when `stored`) */
     const char *doc; /* the value to write */
     size_t len;
     const unsigned char *key; /* its index entry (NULL: the table has no index) */
@@ -641,15 +660,16 @@ static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *ta
     pgp_i64(&p, tabs[tab].ix);
     pgp_array(&p, hashes);
     pgp_array(&p, keys);
-    /* LATERAL ... OFFSET 0: one index probe per key, whatever the statistics say (with
-     * stale ones the planner would otherwise scan every entry of the index instance) */
+    /* LATERAL ... OFFSET 0: index probes per key, whatever the statistics say (with stale
+     * ones the planner would otherwise scan every entry of the index instance) */
     PGresult *r = pg_exec(s->w,
-                          "SELECT d.key, d.id, d.creation_time, d.tid"
+                          "SELECT x.key, x.id, d.creation_time, d.tid, x.etid"
                           " FROM (SELECT DISTINCT h, key FROM unnest($2::int8[], $3::bytea[])"
                           "       u(h, key)) k"
-                          " CROSS JOIN LATERAL (SELECT key, id, creation_time, ctid AS tid"
-                          "   FROM documents WHERE ix = $1 AND kh = k.h AND key = k.key"
-                          "   OFFSET 0) d",
+                          " CROSS JOIN LATERAL (SELECT key, tablet, id, ctid AS etid FROM entries"
+                          "   WHERE ix = $1 AND kh = k.h AND key = k.key OFFSET 0) x"
+                          " CROSS JOIN LATERAL (SELECT creation_time, ctid AS tid FROM documents"
+                          "   WHERE tablet = x.tablet AND id = x.id OFFSET 0) d",
                           &p, e);
     if (!r) return -1;
     for (int row = 0; row < PQntuples(r); row++) {
@@ -663,9 +683,11 @@ static int plan_lookup(pg_store *s, import_job *ij, const int *map, pg_table *ta
         d->stored = 1;
         d->ct = pg_f64(r, row, 2);
         if (idlen == DOCID_INTERNAL_LEN) memcpy(d->id, id, idlen);
-        size_t tidlen;
+        size_t tidlen, etidlen;
         const char *tid = pg_val(r, row, 3, &tidlen);
         if (tidlen == PG_TID_LEN) memcpy(d->tid, tid, tidlen);
+        const char *etid = pg_val(r, row, 4, &etidlen);
+        if (etidlen == PG_TID_LEN) memcpy(d->etid, etid, etidlen);
     }
     PQclear(r);
     return 0;
@@ -730,15 +752,15 @@ static void plan_dedup(import_job *ij, pg_table *tabs, int tab, const store_reco
     }
 }
 
-/* The index entry columns of a COPY row (ix, key, kh): NULL when ix is 0. */
-static void copy_entry(buf *b, int64_t ix, const unsigned char *key, size_t len) {
-    if (!ix) {
-        for (int i = 0; i < 3; i++) pg_copy_null(b);
-        return;
-    }
+/* An index entry's row (pg_copy_entries). */
+static void copy_entry(buf *b, int64_t ix, const unsigned char *key, size_t len, int64_t tablet,
+                       const void *id, size_t idlen) {
     pg_copy_i64(b, ix);
-    pg_copy_bytea(b, key, len);
     pg_copy_i64(b, key_digest(key, len));
+    pg_copy_i64(b, tablet);
+    pg_copy_bytea(b, id, idlen);
+    pg_copy_bytea(b, key, len);
+    pg_copy_row_end(b);
 }
 
 enum { OP_INSERT, OP_REPLACE, OP_DELETE };
@@ -760,13 +782,19 @@ static void copy_document(buf *b, const plan_doc *d, const pg_table *t, int64_t 
     pg_copy_i64(b, ts);
     pg_copy_f64(b, d->ct);
     pg_copy_text(b, d->doc, d->len);
-    copy_entry(b, t->has_index && d->key ? t->ix : 0, d->key, d->klen);
     pg_copy_row_end(b);
 }
 
-/* The versions the job writes, in one COPY, streamed. */
+/* Whether a planned document needs an index entry written: a new one in a table with an
+ * index (a replaced one keeps its entry: same id, same key). */
+static int needs_entry(const plan_doc *d, const pg_table *t) {
+    return plan_op(d) == OP_INSERT && t->has_index && d->key;
+}
+
+/* The versions the job writes, in one COPY, streamed; then the new documents' index
+ * entries, in another. */
 static int copy_documents(pg_store *s, import_job *ij, const pg_table *tabs, int64_t ts,
-                          tr_err *e) {
+                          size_t entries, tr_err *e) {
     if (pg_copy_open(s->w, pg_copy_documents, &s->copy, e) != 0) return -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ij->pl.ndocs; i++) {
@@ -776,7 +804,38 @@ static int copy_documents(pg_store *s, import_job *ij, const pg_table *tabs, int
         copy_document(&s->copy, d, &tabs[d->tab], ts);
         rc = pg_copy_flush(s->w, &s->copy, e);
     }
+    if (pg_copy_close(s->w, &s->copy, rc, e) != 0) return -1;
+    if (!entries) return 0;
+    if (pg_copy_open(s->w, pg_copy_entries, &s->copy, e) != 0) return -1;
+    for (size_t i = 0; rc == 0 && i < ij->pl.ndocs; i++) {
+        const plan_doc *d = &ij->pl.docs[i];
+        const pg_table *t = &tabs[d->tab];
+        if (!needs_entry(d, t)) continue;
+        copy_entry(&s->copy, t->ix, d->key, d->klen, t->tablet, d->id, DOCID_INTERNAL_LEN);
+        rc = pg_copy_flush(s->w, &s->copy, e);
+    }
     return pg_copy_close(s->w, &s->copy, rc, e);
+}
+
+/* Deletes the index entries of the `n` documents the job deletes (all were found by the
+ * key lookup, which returned where their entries are). */
+static int delete_entries(pg_store *s, import_job *ij, size_t n, tr_err *e) {
+    buf *tids = &s->arr[0];
+    pg_array_start(tids, PG_ARRAY_TID, n);
+    for (size_t i = 0; i < ij->pl.ndocs; i++)
+        if (plan_op(&ij->pl.docs[i]) == OP_DELETE)
+            pg_array_item(tids, ij->pl.docs[i].etid, PG_TID_LEN);
+    pg_params p = {0};
+    pgp_array(&p, tids);
+    PGresult *r = pg_exec(s->w, "DELETE FROM entries WHERE ctid = ANY($1)", &p, e);
+    if (!r) return -1;
+    long long deleted = atoll(PQcmdTuples(r));
+    PQclear(r);
+    if (deleted != (long long)n)
+        return err_set(e, 500, "StorageError",
+                       "%lld of %zu index entries to delete were where the lookup found them",
+                       deleted, n);
+    return 0;
 }
 
 /* Moves the `n` versions the job ends (replaced or deleted) to history. */
@@ -835,18 +894,23 @@ static int table_commit(pg_store *s, import_job *ij, const pg_table *t, int tab,
 }
 
 /* The job's decisions in a few bulk operations: the versions it ends move to history
- * (first: the new versions of replaced documents reuse their ids), the versions it writes
- * go in by COPY, then one statement per table records the rest. */
+ * (first: the new versions of replaced documents reuse their ids) and deleted documents
+ * lose their index entries; the versions it writes and the new documents' entries go in
+ * by COPY; then one statement per table records the rest. */
 static int plan_apply(pg_store *s, import_job *ij, const pg_table *tabs, size_t ntabs,
                       int64_t ts, tr_err *e) {
-    size_t ended = 0, written = 0;
+    size_t ended = 0, deleted = 0, written = 0, entries = 0;
     for (size_t i = 0; i < ij->pl.ndocs; i++) {
-        int op = plan_op(&ij->pl.docs[i]);
+        const plan_doc *d = &ij->pl.docs[i];
+        int op = plan_op(d);
         written += op == OP_INSERT || op == OP_REPLACE;
         ended += op == OP_REPLACE || op == OP_DELETE;
+        deleted += op == OP_DELETE;
+        entries += needs_entry(d, &tabs[d->tab]);
     }
     if (ended && move_ended(s, ij, ended, ts, e) != 0) return -1;
-    if (written && copy_documents(s, ij, tabs, ts, e) != 0) return -1;
+    if (deleted && delete_entries(s, ij, deleted, e) != 0) return -1;
+    if (written && copy_documents(s, ij, tabs, ts, entries, e) != 0) return -1;
     for (size_t k = 0; k < ntabs; k++)
         if (table_commit(s, ij, &tabs[k], (int)k, ts, e) != 0) return -1;
     return 0;
@@ -966,7 +1030,7 @@ static int clear_one(pg_store *s, const char *name, int64_t ts, uint64_t *cleare
     if (swapped) shape_forget(s, t.tablet);
     if (!swapped || !t.has_index) return 0;
     int64_t ix;
-    if (index_instance(s, &ix, e) != 0) return -1;
+    if (index_retire(s, t.ix, e) != 0 || index_instance(s, &ix, e) != 0) return -1;
     pg_params q = {0};
     pgp_i64(&q, t.number);
     pgp_i64(&q, ix);
@@ -1012,7 +1076,8 @@ static int index_one(pg_store *s, const store_index_req *req, int64_t ts, int *k
     pkey_canonical(&req->key, &s->key);
     if (t.has_index && strcmp(t.fields, s->key.p) == 0) return 0;
     int64_t ix;
-    if (index_instance(s, &ix, e) != 0) return -1;
+    if ((t.has_index && index_retire(s, t.ix, e) != 0) || index_instance(s, &ix, e) != 0)
+        return -1;
     pg_params p = {0};
     pgp_i64(&p, t.number);
     pgp_i64(&p, ix);
@@ -1056,45 +1121,19 @@ static int pg_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_e
 
 /* ---- background work: one step per job, all progress in the database ---- */
 
-/* Gives each document of `docs` (tid, id, ts, creation_time, value) its entry in index
- * instance ix: the rows are deleted and written again, with their entries, by one COPY
- * (a fifth faster than an UPDATE of each row joined to a stage table: COPY inserts a page
- * at a time). Same id, timestamp and value: readers see the same document. */
+/* Gives each document of `docs` (id, value) its entry in index instance ix: appended
+ * to the entries table by one COPY. */
 static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t ix,
                             const pkey *k, tr_err *e) {
-    int n = PQntuples(docs);
-    buf *tids = &s->arr[0];
-    pg_array_start(tids, PG_ARRAY_TID, (size_t)n);
-    for (int i = 0; i < n; i++) {
-        size_t len;
-        const char *tid = pg_val(docs, i, 0, &len);
-        pg_array_item(tids, tid, len);
-    }
-    pg_params p = {0};
-    pgp_array(&p, tids);
-    PGresult *r = pg_exec(s->w, "DELETE FROM documents WHERE ctid = ANY($1)", &p, e);
-    if (!r) return -1;
-    long long deleted = atoll(PQcmdTuples(r));
-    PQclear(r);
-    if (deleted != n)
-        return err_set(e, 500, "StorageError",
-                       "%lld of %d documents to index were where the backfill read them",
-                       deleted, n);
-    if (pg_copy_open(s->w, pg_copy_documents, &s->copy, e) != 0) return -1;
+    if (pg_copy_open(s->w, pg_copy_entries, &s->copy, e) != 0) return -1;
     int rc = 0;
-    for (int i = 0; rc == 0 && i < n; i++) {
+    for (int i = 0; rc == 0 && i < PQntuples(docs); i++) {
         size_t idlen, vlen;
-        const char *id = pg_val(docs, i, 1, &idlen);
-        const char *v = pg_val(docs, i, 4, &vlen);
+        const char *id = pg_val(docs, i, 0, &idlen);
+        const char *v = pg_val(docs, i, 1, &vlen);
         arena_reset(s->doc_arena);
         if ((rc = store_doc_key(k, v, vlen, s->doc_arena, &s->key, e)) != 0) break;
-        pg_copy_i64(&s->copy, tablet);
-        pg_copy_bytea(&s->copy, id, idlen);
-        pg_copy_i64(&s->copy, pg_i64(docs, i, 2));
-        pg_copy_f64(&s->copy, pg_f64(docs, i, 3));
-        pg_copy_text(&s->copy, v, vlen);
-        copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len);
-        pg_copy_row_end(&s->copy);
+        copy_entry(&s->copy, ix, (const unsigned char *)s->key.p, s->key.len, tablet, id, idlen);
         rc = pg_copy_flush(s->w, &s->copy, e);
     }
     return pg_copy_close(s->w, &s->copy, rc, e);
@@ -1105,16 +1144,14 @@ static int backfill_entries(pg_store *s, PGresult *docs, int64_t tablet, int64_t
  * planner picks a bitmap scan of the whole rest of the range plus a sort for every
  * chunk, which makes a backfill quadratic. */
 static PGresult *backfill_docs(pg_store *s, const pg_params *p, tr_err *e) {
-    if (pg_run(s->w, "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off", NULL,
-               e) != 0)
-        return NULL;
+    /* bitmap scans are off for the whole writer session (pg_writer_session) */
+    if (pg_run(s->w, "SET LOCAL enable_sort = off", NULL, e) != 0) return NULL;
     PGresult *r = pg_exec(s->w,
-                          "SELECT ctid, id, ts, creation_time, value FROM documents"
-                          " WHERE tablet = $1"
+                          "SELECT id, value FROM documents WHERE tablet = $1"
                           " AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
                           p, e);
     tr_err ignored;
-    if (pg_run(s->w, "RESET enable_bitmapscan; RESET enable_sort", NULL, r ? e : &ignored) == 0)
+    if (pg_run(s->w, "RESET enable_sort", NULL, r ? e : &ignored) == 0)
         return r;
     PQclear(r);
     return NULL;
@@ -1157,7 +1194,7 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
     if (rows > 0) {
         pg_params q = {0};
         size_t idlen;
-        const char *last = pg_val(docs, rows - 1, 1, &idlen);
+        const char *last = pg_val(docs, rows - 1, 0, &idlen);
         pgp_i64(&q, number);
         pgp_bytes(&q, last, idlen);
         rc = backfill_entries(s, docs, tablet, ix, &k, e) == 0 &&
@@ -1175,9 +1212,33 @@ static int backfill_step(pg_store *s, int *more, tr_err *e) {
                   &q, e);
 }
 
-/* Deletes one chunk of what no reader can need: documents of generations dropped before
- * the horizon, versions replaced before it, change-log rows older than it. The horizon
- * reached is recorded (meta.reclaim_floor) in the same transaction, for readers. */
+/* One chunk of the entries of a retired index instance (no reader uses entries, so they
+ * go at once, not after the retention window). */
+static int reclaim_entries(pg_store *s, int *more, tr_err *e) {
+    pg_params p = {0};
+    pgp_i64(&p, PG_RECLAIM_CHUNK);
+    PGresult *r = pg_exec(s->w,
+                          "WITH d AS (SELECT ix FROM dead_indexes ORDER BY ix LIMIT 1),"
+                          " x AS (DELETE FROM entries WHERE ctid = ANY(ARRAY("
+                          "   SELECT ctid FROM entries WHERE ix = (SELECT ix FROM d) LIMIT $1))"
+                          "   RETURNING 1)"
+                          " SELECT (SELECT ix FROM d), (SELECT count(*) FROM x)",
+                          &p, e);
+    if (!r) return -1;
+    int dead = !pg_isnull(r, 0, 0);
+    int64_t ix = dead ? pg_i64(r, 0, 0) : 0, n = pg_i64(r, 0, 1);
+    PQclear(r);
+    *more |= dead;
+    if (!dead || n == PG_RECLAIM_CHUNK) return 0;
+    pg_params q = {0};
+    pgp_i64(&q, ix);
+    return pg_run(s->w, "DELETE FROM dead_indexes WHERE ix = $1", &q, e);
+}
+
+/* Deletes one chunk of what no reader can need: entries of retired index instances,
+ * documents of generations dropped before the horizon, versions replaced before it,
+ * change-log rows older than it. The horizon reached is recorded (meta.reclaim_floor) in
+ * the same transaction, for readers. */
 static int reclaim_step(pg_store *s, int *more, tr_err *e) {
     int64_t now = clock_ns();
     int64_t horizon = (now > s->last_ts ? now : s->last_ts) - s->retention_ns;
@@ -1194,6 +1255,7 @@ static int reclaim_step(pg_store *s, int *more, tr_err *e) {
     };
     int64_t deleted = 0;
     *more = 0;
+    if (reclaim_entries(s, more, e) != 0) return -1;
     static const int64_t limit[] = {PG_RECLAIM_CHUNK, PG_RECLAIM_CHUNK, PG_RECLAIM_LOG_ROWS};
     for (int i = 0; i < 3; i++) {
         pg_params p = {0};
@@ -1286,8 +1348,10 @@ static int schema_exists(PGconn *c, int *exists, tr_err *e) {
 }
 
 /* Version 1 logged one change-log row per document (version 2: one per commit and
- * generation) and indexed 16-byte key digests (version 2: their first 8 bytes, as a
- * bigint). Under the commit lock, so no writer of any process is in between. */
+ * generation) and kept index entries in columns of documents, with 16-byte key digests
+ * (version 2: a table of their own, with the digests' first 8 bytes as a bigint; entries
+ * of retired index instances are left behind). Under the commit lock, so no writer of
+ * any process is in between. */
 static const char pg_migrate_v1[] =
     "BEGIN; SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ");"
     "ALTER TABLE tributary.changes RENAME TO changes_v1;"
@@ -1296,8 +1360,13 @@ static const char pg_migrate_v1[] =
     "  SELECT ts, tablet, array_agg(id ORDER BY id), array_agg(deleted ORDER BY id)"
     "  FROM tributary.changes_v1 GROUP BY ts, tablet;"
     "DROP TABLE tributary.changes_v1;"
-    "ALTER TABLE tributary.documents ALTER COLUMN kh TYPE bigint"
-    "  USING ('x' || encode(substring(kh FROM 1 FOR 8), 'hex'))::bit(64)::bigint;"
+    PG_ENTRIES_TABLE ";"
+    "INSERT INTO tributary.entries(ix, kh, tablet, id, key)"
+    "  SELECT d.ix, ('x' || encode(substring(d.kh FROM 1 FOR 8), 'hex'))::bit(64)::bigint,"
+    "    d.tablet, d.id, d.key"
+    "  FROM tributary.documents d JOIN tributary.pk_indexes p ON p.ix = d.ix;"
+    "DROP INDEX tributary.documents_by_key;"
+    "ALTER TABLE tributary.documents DROP COLUMN ix, DROP COLUMN key, DROP COLUMN kh;"
     "UPDATE tributary.meta SET value = 2 WHERE key = 'schema_version';"
     "COMMIT";
 

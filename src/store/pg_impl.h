@@ -11,8 +11,8 @@
  * connection sets search_path to it). All results are asked for in binary format, so
  * integers, doubles and bytea come back exact and without text parsing.
  *
- * Schema (version 2; the same model as the SQLite engine, docs/storage.md, but for the
- * change log; pg.c updates a version 1 database when a serving process starts):
+ * Schema (version 2; the same model as the SQLite engine, docs/storage.md; pg.c updates
+ * a version 1 database when a serving process starts):
  *   meta(key text PK, value bigint)          schema_version, last_ts (last commit ts),
  *                                             next_ix, reclaim_floor (newest horizon
  *                                             reclaim has deleted up to; readers refuse
@@ -21,13 +21,15 @@
  *          next_seq bigint)
  *   tablets(id bigserial PK, table_number bigint, created_ts bigint, dropped_ts bigint
  *           NULL = current, doc_count bigint)
- *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text,
- *             ix bigint, key bytea, kh bigint; PK(tablet, id); index (ix, kh))
- *       `ix`/`key`: the primary key index entry of the document, `kh` a 64-bit digest
- *       of `key` (the index holds the digest, so keys of any length fit; lookups recheck
- *       `key`). `ix` is the index instance the entry was computed for (pk_indexes.ix); a
- *       document whose ix is not the index's current one has no entry yet (the backfill
- *       gives it one).
+ *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text;
+ *             PK(tablet, id))
+ *   entries(ix bigint, kh bigint, tablet bigint, id bytea, key bytea; index (ix, kh))
+ *       a document's primary key index entry in index instance `ix` (pk_indexes.ix),
+ *       `kh` a 64-bit digest of `key` (the index holds the digest, so keys of any length
+ *       fit; lookups recheck `key`). A replaced document keeps its entry (same id, same
+ *       key); a deleted one loses it in the same transaction.
+ *   dead_indexes(ix bigint PK)  retired index instances (cleared table, replaced
+ *       index) whose entries reclaim deletes
  *   history(tablet, id, valid_from, valid_to, creation_time, value; index on valid_to)
  *   changes(ts bigint, tablet bigint, ids bytea[], deleted boolean[]; PK(ts, tablet))
  *       the change log: per commit and generation, the ids of the documents the commit

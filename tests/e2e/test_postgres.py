@@ -8,7 +8,9 @@ What issue #4 promises for `--database-url`, checked from outside:
 - an index backfill whose process is killed (kill -9) is finished by the other process;
 - PostgreSQL restarting, or dropping every connection, while clients import: clients see
   503 DatabaseUnavailable (or a dropped connection) and then success, every acknowledged
-  batch is stored, no failed batch is half stored, and the servers keep running.
+  batch is stored, no failed batch is half stored, and the servers keep running;
+- the index entries of a cleared table or a replaced index are deleted in the
+  background, and the new ones find their documents.
 
 These tests are skipped (not counted) on the SQLite backend. Restarting the database
 needs the cluster's pg_ctl (run.py --pg-ctl; `make test` passes it).
@@ -20,7 +22,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages,
+from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, psql,
                      restart_database, scaled, timeout, user_fields)
 
 POSTGRES_ONLY = unittest.skipUnless(Config.backend == "postgres",
@@ -402,3 +404,47 @@ class DatabaseFaultTests(ServerTestCase):
 
     def test_connections_dropped_during_imports(self):
         self.through_fault(lambda server: server.backend.terminate_connections())
+
+
+# ---------------------------------------------------------------------------
+# Index entries of retired index instances
+
+@POSTGRES_ONLY
+class RetiredEntriesTests(ServerTestCase):
+
+    def entries(self, url):
+        return int(psql(url, "SELECT count(*) FROM tributary.entries"))
+
+    def wait_entries(self, url, want):
+        deadline = time.monotonic() + timeout(60)
+        while self.entries(url) != want:
+            self.assertLess(time.monotonic(), deadline,
+                            "entries left: %d, want %d" % (self.entries(url), want))
+            time.sleep(0.1)
+
+    def test_entries_of_a_cleared_table_and_a_replaced_index_are_deleted(self):
+        server = self.new_server().start()
+        url = server.backend.url()
+        self.assertOk(server.add_indexes({"p": [["k"]]}))
+        server.wait_indexes_ready(["p"])
+        by_k = {"p": dedup_stream(["k"])}
+        self.assertCounts(server.import_records(
+            by_k, messages("p", [{"k": i, "v": -i} for i in range(300)])), inserted=300)
+        self.assertEqual(self.entries(url), 300)
+
+        self.assertOk(server.clear_tables(["p"]))
+        self.assertCounts(server.import_records(
+            by_k, messages("p", [{"k": i, "v": -i} for i in range(5)])), inserted=5)
+        self.wait_entries(url, 5)  # the 300 of the cleared generation are gone
+
+        self.assertOk(server.add_indexes({"p": [["v"]]}))  # another key: a new instance
+        server.wait_indexes_ready(["p"])
+        self.wait_entries(url, 5)  # the backfill's 5, not the old index's
+        by_v = {"p": dedup_stream(["v"])}
+        self.assertCounts(server.import_records(
+            by_v, messages("p", [{"k": 100, "v": -3}, {"k": 101, "v": 7}])),
+            inserted=1, replaced=1)
+        docs = server.export("p")
+        self.assertEqual(sorted((d["k"], d["v"]) for d in docs),
+                         [(0, 0), (1, -1), (2, -2), (4, -4), (100, -3), (101, 7)])
+

@@ -1,8 +1,9 @@
 """A database written by the first storage format is upgraded when a server starts on it.
 
 Version 2 of both engines stores the change log as one row per commit and generation
-(version 1: a row per document); PostgreSQL's version 2 also indexes 8-byte key digests
-(version 1: 16 bytes). A user who upgrades tributary keeps their data: the test writes
+(version 1: a row per document); PostgreSQL's version 2 also keeps primary key index
+entries in a table of their own with 8-byte key digests (version 1: columns of
+`documents`, 16-byte digests). A user who upgrades tributary keeps their data: the test writes
 with the current server, turns its database back into version 1 exactly as the first
 release laid it out, starts the server again and checks what a user would — the change
 feed reads the same, existing dedup keys are still found (no duplicates), and the
@@ -13,8 +14,9 @@ import sqlite3
 from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, psql)
 from test_postgres import deltas_since, first_cursor
 
-# PostgreSQL: back to version 1's change log and 16-byte digests (the first 8 bytes are
-# what version 2 keeps; the other 8 are arbitrary here, as nothing reads them).
+# PostgreSQL: back to version 1's change log and index entries in columns of documents,
+# with 16-byte digests (the first 8 bytes are what version 2 keeps; the other 8 are
+# arbitrary here, as nothing reads them).
 PG_TO_VERSION_1 = """
 BEGIN;
 ALTER TABLE tributary.changes RENAME TO changes_v2;
@@ -25,8 +27,15 @@ INSERT INTO tributary.changes
   SELECT c.ts, c.tablet, u.id, u.deleted
   FROM tributary.changes_v2 c, unnest(c.ids, c.deleted) u(id, deleted);
 DROP TABLE tributary.changes_v2;
-ALTER TABLE tributary.documents ALTER COLUMN kh TYPE bytea
-  USING decode(lpad(to_hex(kh), 16, '0') || 'a5a5a5a5a5a5a5a5', 'hex');
+ALTER TABLE tributary.documents ADD COLUMN ix bigint, ADD COLUMN key bytea,
+  ADD COLUMN kh bytea;
+UPDATE tributary.documents d
+  SET ix = e.ix, key = e.key,
+      kh = decode(lpad(to_hex(e.kh), 16, '0') || 'a5a5a5a5a5a5a5a5', 'hex')
+  FROM tributary.entries e WHERE e.tablet = d.tablet AND e.id = d.id;
+CREATE INDEX documents_by_key ON tributary.documents(ix, kh) WHERE ix IS NOT NULL;
+DROP TABLE tributary.entries;
+DROP TABLE tributary.dead_indexes;
 UPDATE tributary.meta SET value = 1 WHERE key = 'schema_version';
 COMMIT;
 """
