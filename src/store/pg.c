@@ -506,7 +506,6 @@ static int table_key(pg_store *s, pg_table *t, tr_err *e) {
     return store_index_key(t->fields, strlen(t->fields), s->job_arena, t->key, e);
 }
 
-/* A fresh index instance id: documents keyed for an older one have no entry. */
 /* Index instance `ix` is retired (its table was cleared or its index replaced): reclaim
  * deletes its entries. */
 static int index_retire(pg_store *s, int64_t ix, tr_err *e) {
@@ -516,6 +515,7 @@ static int index_retire(pg_store *s, int64_t ix, tr_err *e) {
                   e);
 }
 
+/* A fresh index instance id: the entries of an older one are not its entries. */
 static int index_instance(pg_store *s, int64_t *ix, tr_err *e) {
     PGresult *r = pg_exec(s->w,
                           "UPDATE meta SET value = value + 1 WHERE key = 'next_ix'"
