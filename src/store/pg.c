@@ -817,24 +817,18 @@ static int copy_documents(pg_store *s, import_job *ij, const pg_table *tabs, int
     return pg_copy_close(s->w, &s->copy, rc, e);
 }
 
-/* Deletes the index entries of the `n` documents the job deletes (all were found by the
- * key lookup, which returned where their entries are). */
-static int delete_entries(pg_store *s, import_job *ij, size_t n, tr_err *e) {
-    buf *tids = &s->arr[0];
-    pg_array_start(tids, PG_ARRAY_TID, n);
-    for (size_t i = 0; i < ij->pl.ndocs; i++)
-        if (plan_op(&ij->pl.docs[i]) == OP_DELETE)
-            pg_array_item(tids, ij->pl.docs[i].etid, PG_TID_LEN);
-    pg_params p = {0};
-    pgp_array(&p, tids);
-    PGresult *r = pg_exec(s->w, "DELETE FROM entries WHERE ctid = ANY($1)", &p, e);
+/* Runs `sql` with parameters p, which must change exactly `n` rows, found by the
+ * addresses the job's key lookup returned: anything else means they moved, and nothing
+ * of the job may be committed. `what` names the rows in the error. */
+static int run_at_lookup(pg_store *s, const char *sql, const pg_params *p, size_t n,
+                         const char *what, tr_err *e) {
+    PGresult *r = pg_exec(s->w, sql, p, e);
     if (!r) return -1;
-    long long deleted = atoll(PQcmdTuples(r));
+    long long changed = atoll(PQcmdTuples(r));
     PQclear(r);
-    if (deleted != (long long)n)
-        return err_set(e, 500, "StorageError",
-                       "%lld of %zu index entries to delete were where the lookup found them",
-                       deleted, n);
+    if (changed != (long long)n)
+        return err_set(e, 500, "StorageError", "%lld of %zu %s were where the lookup found them",
+                       changed, n, what);
     return 0;
 }
 
@@ -850,16 +844,20 @@ static int move_ended(pg_store *s, import_job *ij, size_t n, int64_t ts, tr_err 
     pg_params p = {0};
     pgp_i64(&p, ts);
     pgp_array(&p, tids);
-    PGresult *r = pg_exec(s->w, pg_move, &p, e);
-    if (!r) return -1;
-    long long moved = atoll(PQcmdTuples(r));
-    PQclear(r);
-    if (moved != (long long)n)
-        return err_set(e, 500, "StorageError",
-                       "%lld of %zu documents to replace or delete were where the lookup "
-                       "found them",
-                       moved, n);
-    return 0;
+    return run_at_lookup(s, pg_move, &p, n, "documents to replace or delete", e);
+}
+
+/* Deletes the index entries of the `n` documents the job deletes. */
+static int delete_entries(pg_store *s, import_job *ij, size_t n, tr_err *e) {
+    buf *tids = &s->arr[0];
+    pg_array_start(tids, PG_ARRAY_TID, n);
+    for (size_t i = 0; i < ij->pl.ndocs; i++)
+        if (plan_op(&ij->pl.docs[i]) == OP_DELETE)
+            pg_array_item(tids, ij->pl.docs[i].etid, PG_TID_LEN);
+    pg_params p = {0};
+    pgp_array(&p, tids);
+    return run_at_lookup(s, "DELETE FROM entries WHERE ctid = ANY($1)", &p, n,
+                         "index entries to delete", e);
 }
 
 /* Records what the job did to table `tab` (pg_table_commit): the change-log row lists
