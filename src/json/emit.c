@@ -116,14 +116,9 @@ void json_emit_decimal(int neg, uint64_t dec, buf *out) {
         m /= 10;
         e10++;
     }
-    char d[20];
-    int nd = 0;
-    for (uint64_t t = m; t; t /= 10) d[nd++] = (char)('0' + t % 10);
-    for (int i = 0; i < nd / 2; i++) {
-        char c = d[i];
-        d[i] = d[nd - 1 - i];
-        d[nd - 1 - i] = c;
-    }
+    char digits[20], *d = digits + sizeof digits; /* written from the last digit */
+    for (uint64_t t = m; t; t /= 10) *--d = (char)('0' + t % 10);
+    int nd = (int)(digits + sizeof digits - d);
     int x = nd - 1 + e10; /* the exponent of the first digit, as %e would print it */
     if (neg) buf_putc(out, '-');
     if (x < -4 || x >= 15) { /* %.15g's exponent form */
