@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -314,6 +315,25 @@ def decode_value(v):
     if isinstance(v, list):
         return [decode_value(x) for x in v]
     return v
+
+
+def first_cursor(test, server):
+    """The latest commit timestamp, as a document_deltas cursor."""
+    r = server.request("GET", "/api/list_snapshot?format=convex_json&tableName=none_such")
+    return test.assertJsonOk(r)["snapshot"]
+
+
+def deltas_since(test, server, cursor):
+    """Every document_deltas value after cursor (all pages) and the final cursor."""
+    values = []
+    while True:
+        query = urllib.parse.urlencode({"cursor": cursor, "format": "convex_json"})
+        body = test.assertJsonOk(server.request("GET", "/api/document_deltas?" + query))
+        test.assertGreaterEqual(body["cursor"], cursor, "the deltas cursor went back")
+        values += body["values"]
+        cursor = body["cursor"]
+        if not body["hasMore"]:
+            return values, cursor
 
 
 def user_fields(doc):

@@ -20,32 +20,13 @@ import random
 import threading
 import time
 import unittest
-import urllib.parse
 
-from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, psql,
-                     restart_database, scaled, timeout, user_fields)
+from harness import (Config, ServerTestCase, append_stream, deltas_since, dedup_stream,
+                     first_cursor, messages, psql, restart_database, scaled, timeout,
+                     user_fields)
 
 POSTGRES_ONLY = unittest.skipUnless(Config.backend == "postgres",
                                     "PostgreSQL backend only")
-
-
-def first_cursor(test, server):
-    """The latest commit timestamp, as a document_deltas cursor."""
-    r = server.request("GET", "/api/list_snapshot?format=convex_json&tableName=none_such")
-    return test.assertJsonOk(r)["snapshot"]
-
-
-def deltas_since(test, server, cursor):
-    """Every document_deltas value after cursor (all pages) and the final cursor."""
-    values = []
-    while True:
-        query = urllib.parse.urlencode({"cursor": cursor, "format": "convex_json"})
-        body = test.assertJsonOk(server.request("GET", "/api/document_deltas?" + query))
-        test.assertGreaterEqual(body["cursor"], cursor, "the deltas cursor went back")
-        values += body["values"]
-        cursor = body["cursor"]
-        if not body["hasMore"]:
-            return values, cursor
 
 
 def load(server, table, n, batch=20000):

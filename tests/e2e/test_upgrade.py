@@ -11,8 +11,8 @@ database says version 2. Runs on both backends.
 """
 import sqlite3
 
-from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, psql)
-from test_postgres import deltas_since, first_cursor
+from harness import (Config, ServerTestCase, append_stream, deltas_since, dedup_stream,
+                     first_cursor, messages, psql)
 
 # PostgreSQL: back to version 1's change log and index entries in columns of documents,
 # with 16-byte digests (the first 8 bytes are what version 2 keeps; the other 8 are
