@@ -25,7 +25,10 @@
 #define OID_TID_ARRAY 1010
 #define OID_INT8_ARRAY 1016
 
-#define PG_COPY_CHUNK (1 << 20) /* COPY data goes out in messages of about this */
+/* COPY data goes out in messages of about this size. Small enough that PostgreSQL
+ * inserts the first rows while the writer still builds the rest (a 1000-record job is
+ * ~300 KB: with 1 MiB messages the two took turns, and appends ran 10-20% slower). */
+#define PG_COPY_CHUNK (1 << 15)
 
 static const char pg_session[] =
     "SET search_path = tributary; SET synchronous_commit = on;"
