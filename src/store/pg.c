@@ -12,6 +12,9 @@
  *   uniqueness needs no further locking; clear_tables is one transaction like any other.
  * - Within a process, writes go through the group-commit queue (wqueue.h): the leader
  *   runs every waiting job in one transaction, one lock acquisition and one commit.
+ * - Round trips are what a job mostly waits for: statements whose result is not needed
+ *   at once are sent ahead (pg_send) and ride with the next one, the commit carries the
+ *   last job's, and opens the next group's transaction when jobs are already waiting.
  * - Bulk paths: a job decides in C, from the batch and one lookup of the keys it names,
  *   what happens to each document (insert, replace, delete). One statement moves the
  *   versions it ends (replaced or deleted) to history, by their row addresses; one COPY
@@ -163,6 +166,9 @@ struct pg_store {
     /* writer state: only the queue leader touches it */
     wqueue q;
     PGconn *w;
+    int begun;   /* the next group's transaction was opened with the last commit */
+    int careful; /* this group runs again after a failed commit: no statement of a job
+                    is left to ride with the commit */
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
@@ -265,14 +271,32 @@ static int meta_i64(PGconn *c, const char *key, int64_t *v, tr_err *e) {
     return found ? 0 : err_set(e, 500, "StorageError", "Database has no meta.%s", key);
 }
 
-/* Commits the writer's transaction; `stamped`: after recording its last timestamp (in
- * the same round trip). */
-static int commit(pg_store *s, int stamped, tr_err *e) {
-    if (!stamped) return pg_run(s->w, "COMMIT", NULL, e);
-    char sql[96];
-    snprintf(sql, sizeof sql, "UPDATE meta SET value = %lld WHERE key = 'last_ts'; COMMIT",
-             (long long)s->last_ts);
-    return pg_run(s->w, sql, NULL, e);
+/* The statements that open a group's transaction: the commit lock first, then the last
+ * timestamp, read by a statement that starts after the lock is held, so it sees every
+ * earlier commit. */
+static int send_begin(pg_store *s, tr_err *e) {
+    if (pg_send(s->w, "BEGIN", NULL, e) != 0 ||
+        pg_send(s->w, "SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ")", NULL, e) != 0 ||
+        pg_send(s->w, "SELECT value FROM meta WHERE key = 'last_ts'", NULL, e) != 0)
+        return -1;
+    return pg_sync(s->w, e);
+}
+
+/* Commits the writer's transaction, with whatever was sent ahead and, when `stamped`,
+ * its last timestamp: one round trip. `begin_next` (more jobs are waiting): the next
+ * group's transaction is opened in the same round trip, in a segment of its own (its
+ * failure cannot undo this commit); group_begin reads its result. */
+static int commit(pg_store *s, int stamped, int begin_next, tr_err *e) {
+    if (stamped) {
+        pg_params p = {0};
+        pgp_i64(&p, s->last_ts);
+        if (pg_send(s->w, "UPDATE meta SET value = $1 WHERE key = 'last_ts'", &p, e) != 0)
+            return -1;
+    }
+    if (pg_send(s->w, "COMMIT", NULL, e) != 0 || pg_sync(s->w, e) != 0) return -1;
+    tr_err ignored; /* a failed early begin shows in group_begin, which starts over */
+    s->begun = begin_next && send_begin(s, &ignored) == 0;
+    return pg_segment(s->w, NULL, e);
 }
 
 /* ---- inferred shapes (writer side): read when a group first needs one, saved with the
@@ -293,22 +317,14 @@ static void shape_forget(pg_store *s, int64_t tablet) {
     }
 }
 
-static pg_shape *shape_of(pg_store *s, int64_t tablet, tr_err *e) {
+/* The shape of generation `tablet`: the group's copy, else `text` as stored when the
+ * job loaded its table (NULL: none stored yet). */
+static pg_shape *shape_of(pg_store *s, int64_t tablet, const char *text, size_t len,
+                          tr_err *e) {
     for (size_t i = 0; i < s->nshapes; i++)
         if (s->shapes[i].tablet == tablet) return &s->shapes[i];
-    pg_params p = {0};
-    pgp_i64(&p, tablet);
-    PGresult *r = pg_exec(s->w, "SELECT shape FROM shapes WHERE tablet = $1", &p, e);
-    if (!r) return NULL;
     shape *sh = NULL;
-    int rc = 0;
-    if (PQntuples(r)) {
-        size_t n;
-        const char *text = pg_val(r, 0, 0, &n);
-        rc = shape_read(text, n, &sh, e);
-    }
-    PQclear(r);
-    if (rc != 0) return NULL;
+    if (text && shape_read(text, len, &sh, e) != 0) return NULL;
     if (!sh) sh = shape_new();
     if (s->nshapes == s->cap_shapes) {
         s->cap_shapes = s->cap_shapes ? s->cap_shapes * 2 : 8;
@@ -339,42 +355,53 @@ static int shapes_save(pg_store *s, tr_err *e) {
 
 static void rollback_conn(PGconn *c) {
     tr_err ignored;
+    if (c && PQpipelineStatus(c) != PQ_PIPELINE_OFF) pg_settle(c, NULL, &ignored);
     if (c && PQtransactionStatus(c) != PQTRANS_IDLE) pg_run(c, "ROLLBACK", NULL, &ignored);
 }
 
 static void rollback(pg_store *s) {
+    s->begun = 0;
     rollback_conn(s->w);
 }
 
-/* Opens the group's transaction: the commit lock first, then the last timestamp, read
- * by a statement that starts after the lock is held, so it sees every earlier commit. */
-static int group_begin(pg_store *s, tr_err *e) {
+/* Reads what send_begin sent: the last commit's timestamp. */
+static int begin_result(pg_store *s, tr_err *e) {
     PGresult *r = NULL;
+    int rc = pg_segment(s->w, &r, e);
+    if (rc == 0 && (PQntuples(r) != 1 || PQpipelineStatus(s->w) != PQ_PIPELINE_OFF))
+        rc = err_set(e, 500, "StorageError", "PostgreSQL: BEGIN: unexpected result");
+    if (rc == 0) s->last_ts = pg_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+/* Opens the group's transaction (send_begin), unless the last commit did already. */
+static int group_begin(pg_store *s, tr_err *e) {
+    if (s->begun) {
+        s->begun = 0;
+        if (begin_result(s, e) == 0) return 0;
+        rollback(s); /* and begin the usual way */
+    }
     /* a connection that died while idle (a database restart) only shows when used: then
      * nothing reached the database yet, so reconnect and try once more */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        PQclear(r);
-        r = NULL;
+    for (int attempt = 0;; attempt++) {
         if (writer_ready(s, e) != 0) return -1;
-        r = PQexec(s->w, "BEGIN; SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ");"
-                         " SELECT value FROM meta WHERE key = 'last_ts'");
-        if (PQstatus(s->w) == CONNECTION_OK) break;
-    }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        pg_error(s->w, r, "BEGIN", e);
-        PQclear(r);
+        if (send_begin(s, e) == 0 && begin_result(s, e) == 0) return 0;
         rollback(s);
-        return -1;
+        if (attempt == 1 || PQstatus(s->w) == CONNECTION_OK) return -1;
     }
-    s->last_ts = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return 0;
 }
 
 /* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
  * client reason has written nothing and fails alone. Any other failure spoils the
  * transaction (PostgreSQL aborts it): roll back and return 1 so the others run again,
  * unless the connection is gone, which fails them all. */
+static int more_jobs(const wq_job *j) {
+    for (; j; j = j->next)
+        if (j->rc == 1) return 1;
+    return 0;
+}
+
 static int group_try(pg_store *s, wq_job *head) {
     tr_err fatal;
     for (wq_job *j = head; j; j = j->next)
@@ -384,12 +411,19 @@ static int group_try(pg_store *s, wq_job *head) {
         return 0;
     }
     int stamped = 0, ok = 0, kick = 0;
+    size_t ran = 0;
     for (wq_job *j = head; j; j = j->next) {
         if (j->rc != 1) continue;
         j->kick = 0;
         j->rc = j->run(&s->base, j, j->stamped ? next_ts(s) : 0, &j->err);
+        /* what the job sent ahead fails as its own, unless it is the last job: then it
+         * rides with the commit */
+        if (j->rc == 0 && (s->careful || more_jobs(j->next)) &&
+            pg_settle(s->w, NULL, &j->err) != 0)
+            j->rc = -1;
         if (j->rc == 0) {
             ok = 1;
+            ran++;
             stamped |= j->stamped;
             kick |= j->kick;
             continue;
@@ -403,19 +437,28 @@ static int group_try(pg_store *s, wq_job *head) {
         }
         return 1;
     }
-    if (ok && shapes_save(s, &fatal) == 0 && commit(s, stamped, &fatal) == 0) {
+    if (ok && shapes_save(s, &fatal) == 0 &&
+        commit(s, stamped, wq_waiting(&s->q), &fatal) == 0) {
         shapes_drop(s);
         if (kick) bgt_kick(&s->bg);
         return 0;
     }
     shapes_drop(s);
-    if (ok) wq_fail_all(head, &fatal);
     rollback(s);
+    /* the failure may be one job's statement that rode with the commit: run the group
+     * again, each job's statements checked before the next job's, to know whose */
+    if (ran > 1 && !s->careful && PQstatus(s->w) == CONNECTION_OK) {
+        s->careful = 1;
+        return 1;
+    }
+    if (ok) wq_fail_all(head, &fatal);
     return 0;
 }
 
 static void group_run(store *st, wq_job *head) {
-    while (group_try((pg_store *)st, head)) continue;
+    pg_store *s = (pg_store *)st;
+    while (group_try(s, head)) continue;
+    s->careful = 0;
 }
 
 static int queue_run(pg_store *s, wq_job *j, tr_err *e) {
@@ -438,6 +481,8 @@ typedef struct pg_table {
     int64_t ix;          /* index instance the documents' entries are computed for */
     const char *fields;  /* index definition (canonical key text) */
     pkey *key;           /* the same, parsed when needed */
+    const char *shape;   /* the stored shape of the generation (NULL: none) */
+    size_t shape_len;
 } pg_table;
 
 static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
@@ -447,8 +492,9 @@ static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
     pgp_text(&p, name, strlen(name));
     PGresult *r = pg_exec(s->w,
                           "SELECT t.number, t.tablet, t.last_creation_time, t.next_seq,"
-                          " p.ix, p.fields, p.state = 'ready'"
+                          " p.ix, p.fields, p.state = 'ready', sh.shape"
                           " FROM tables t LEFT JOIN pk_indexes p ON p.table_number = t.number"
+                          " LEFT JOIN shapes sh ON sh.tablet = t.tablet"
                           " WHERE t.name = $1",
                           &p, e);
     if (!r) return -1;
@@ -465,6 +511,10 @@ static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
             t->ix = pg_i64(r, 0, 4);
             t->fields = arena_strndup(s->job_arena, f, n);
             t->index_ready = pg_i64(r, 0, 6) != 0;
+        }
+        if (!pg_isnull(r, 0, 7)) {
+            const char *text = pg_val(r, 0, 7, &t->shape_len);
+            t->shape = arena_strndup(s->job_arena, text, t->shape_len);
         }
     }
     PQclear(r);
@@ -888,7 +938,7 @@ static int table_commit(pg_store *s, import_job *ij, const pg_table *t, int tab,
     pgp_f64(&p, t->last_ct);
     pgp_i64(&p, t->next_seq);
     pgp_i64(&p, t->count_delta);
-    return pg_run(s->w, pg_table_commit, &p, e);
+    return pg_send(s->w, pg_table_commit, &p, e); /* its result: with the next statement */
 }
 
 /* The job's decisions in a few bulk operations: the versions it ends move to history
@@ -928,7 +978,8 @@ static int import_shapes_merge(pg_store *s, import_job *ij, const int *map,
                                const pg_table *tabs, tr_err *e) {
     for (size_t i = 0; i < ij->b->nstreams; i++) {
         if (!ij->shapes[i] || map[i] < 0) continue;
-        pg_shape *sh = shape_of(s, tabs[map[i]].tablet, e);
+        const pg_table *t = &tabs[map[i]];
+        pg_shape *sh = shape_of(s, t->tablet, t->shape, t->shape_len, e);
         if (!sh) return -1;
         int changed = 0;
         shape_merge(sh->sh, ij->shapes[i], &changed);

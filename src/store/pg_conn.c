@@ -4,8 +4,8 @@
  * Kept apart from pg.c and pg_read.c so that neither deals with wire formats: values go
  * out as binary parameters and come back as binary results (exact int8/float8/bytea, no
  * text escaping or parsing), bulk rows go in as text COPY (why text: see the COPY
- * section), and every failure becomes the store's error with one classification of what
- * a retry may cure.
+ * section), statements can be sent ahead without waiting (pipeline mode), and every
+ * failure becomes the store's error with one classification of what a retry may cure.
  */
 #include "store/pg_impl.h"
 
@@ -168,8 +168,100 @@ void pgp_array(pg_params *p, const buf *b) {
     add(p, b->p, (int)b->len, 1, type);
 }
 
+/* ---- statements sent ahead (libpq pipeline mode) ----
+ * The writer's statements each cost a round trip to the database, and on a busy machine
+ * a round trip (waking the backend, waking the writer) takes 0.1-0.6 ms, against 3-5 ms
+ * for a whole 1000-record job. A statement whose result the writer does not need at once
+ * is sent ahead and rides with the next one it waits for. */
+
+static void statement_name(const char *sql, char *what, size_t n) {
+    snprintf(what, n, "%.60s", sql);
+}
+
+int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
+    char what[64];
+    statement_name(sql, what, sizeof what);
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF && PQenterPipelineMode(c) != 1)
+        return pg_error(c, NULL, what, e);
+    int n = p ? p->n : 0;
+    if (PQsendQueryParams(c, sql, n, n ? p->types : NULL, n ? p->values : NULL,
+                          n ? p->lengths : NULL, n ? p->formats : NULL, 1) != 1)
+        return pg_error(c, NULL, what, e);
+    return 0;
+}
+
+int pg_sync(PGconn *c, tr_err *e) {
+    return PQpipelineSync(c) == 1 ? 0 : pg_error(c, NULL, "pipeline sync", e);
+}
+
+int pg_segment(PGconn *c, PGresult **last, tr_err *e) {
+    int rc = 0, separators = 0;
+    PGresult *keep = NULL;
+    for (;;) {
+        PGresult *r = PQgetResult(c);
+        if (!r) {
+            /* one NULL ends each statement's results; two in a row: nothing more comes */
+            if (++separators > 1 || PQstatus(c) != CONNECTION_OK) {
+                if (rc == 0) rc = pg_error(c, NULL, "pipelined statements", e);
+                break;
+            }
+            continue;
+        }
+        separators = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            PQclear(keep);
+            keep = r;
+            continue;
+        }
+        /* the first failure tells; the statements after it were skipped (ABORTED) */
+        if (rc == 0) rc = pg_error(c, r, "pipelined statement", e);
+        PQclear(r);
+    }
+    PQexitPipelineMode(c); /* fails, and stays in pipeline mode, while more is pending */
+    if (rc != 0 || !last) {
+        PQclear(keep);
+        keep = NULL;
+    }
+    if (last) *last = keep;
+    return rc;
+}
+
+int pg_settle(PGconn *c, PGresult **last, tr_err *e) {
+    if (last) *last = NULL;
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF) return 0;
+    int rc = pg_sync(c, e);
+    tr_err later;
+    while (PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = NULL;
+        if (pg_segment(c, last ? &r : NULL, rc == 0 ? e : &later) != 0) rc = -1;
+        if (r) { /* the segment this call's sync closed may be empty */
+            PQclear(*last);
+            *last = r;
+        }
+    }
+    if (rc == 0 && PQpipelineStatus(c) != PQ_PIPELINE_OFF) rc = pg_error(c, NULL, "pipeline", e);
+    if (rc != 0 && last) {
+        PQclear(*last);
+        *last = NULL;
+    }
+    return rc;
+}
+
 PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
     PGresult *r;
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+        if ((!p || !p->n) && strchr(sql, ';')) { /* not pipelinable: wait, then run it */
+            if (pg_settle(c, NULL, e) != 0) return NULL;
+        } else {
+            if (pg_send(c, sql, p, e) != 0) return NULL;
+            return pg_settle(c, &r, e) == 0 ? r : NULL;
+        }
+    }
     if (p && p->n)
         r = PQexecParams(c, sql, p->n, p->types, p->values, p->lengths, p->formats, 1);
     else if (strchr(sql, ';'))
@@ -179,7 +271,7 @@ PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
     char what[64];
-    snprintf(what, sizeof what, "%.60s", sql);
+    statement_name(sql, what, sizeof what);
     pg_error(c, r, what, e);
     PQclear(r);
     return NULL;
@@ -229,6 +321,7 @@ const char *pg_val(const PGresult *r, int row, int col, size_t *len) {
  * bookkeeping grows quadratically; a text COPY flushes every 64 kB (docs/postgres.md). */
 
 int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e) {
+    if (pg_settle(c, NULL, e) != 0) return -1; /* COPY cannot be pipelined */
     PGresult *r = PQexec(c, sql);
     int ok = PQresultStatus(r) == PGRES_COPY_IN;
     if (!ok) pg_error(c, r, "COPY", e);

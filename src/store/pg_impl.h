@@ -105,6 +105,21 @@ PGresult *pg_exec(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
 /* The same when no rows are wanted. */
 int pg_run(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
 
+/* Statements sent ahead, without waiting (libpq pipeline mode): pg_send queues one
+ * statement (one, not several separated by ';'); the next pg_exec, pg_run or
+ * pg_copy_open on the connection sends it along, waits for everything, and fails with
+ * the first failure among them (the statements after a failed one are skipped, as in a
+ * transaction that broke). pg_sync ends a segment: a failure skips the rest of its own
+ * segment only (what follows the sync runs, and fails too while the transaction that
+ * broke is still open). pg_segment reads the results of the oldest synced segment: 0, or -1 with its
+ * first failure; *last (when not NULL) its last statement's result. pg_settle syncs and
+ * reads every segment still pending, *last the last result of any of them; it leaves
+ * the connection out of pipeline mode. */
+int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
+int pg_sync(PGconn *c, tr_err *e);
+int pg_segment(PGconn *c, PGresult **last, tr_err *e);
+int pg_settle(PGconn *c, PGresult **last, tr_err *e);
+
 /* Binary result values. */
 int pg_isnull(const PGresult *r, int row, int col);
 int64_t pg_i64(const PGresult *r, int row, int col);   /* int8 (also int4, bool) */
@@ -115,10 +130,10 @@ const char *pg_val(const PGresult *r, int row, int col, size_t *len);
 
 /* COPY (text format), streamed so memory stays bounded: pg_copy_open runs `sql`
  * ("COPY t(...) FROM STDIN"); per row one pg_copy_* per field, pg_copy_row_end, then
- * pg_copy_flush (which sends `b` once it holds about a MiB); pg_copy_close sends the rest
+ * pg_copy_flush (which sends `b` once it holds 32 KiB); pg_copy_close sends the rest
  * and returns the COPY's result. Give pg_copy_close the error state so far (0, or -1
  * with *e filled: the COPY is then abandoned and nothing of it is written). Not after a
- * failed pg_copy_open. */
+ * failed pg_copy_open. pg_copy_open waits for statements sent ahead first. */
 int pg_copy_open(PGconn *c, const char *sql, buf *b, tr_err *e);
 void pg_copy_i64(buf *b, int64_t v);
 void pg_copy_f64(buf *b, double v);

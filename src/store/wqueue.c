@@ -18,6 +18,13 @@ void wq_destroy(wqueue *q) {
     pthread_cond_destroy(&q->cv);
 }
 
+int wq_waiting(wqueue *q) {
+    pthread_mutex_lock(&q->mu);
+    int waiting = q->head != NULL;
+    pthread_mutex_unlock(&q->mu);
+    return waiting;
+}
+
 void wq_fail_all(wq_job *head, const tr_err *e) {
     for (wq_job *j = head; j; j = j->next) {
         if (j->rc == -1) continue;

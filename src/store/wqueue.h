@@ -53,6 +53,10 @@ void wq_destroy(wqueue *q);
  * lead groups through `group` meanwhile. */
 int wq_run(wqueue *q, store *s, wq_group_fn group, wq_job *j, tr_err *e);
 
+/* Whether jobs are waiting for the next group (for the leader: its group will not be the
+ * last one for a while). */
+int wq_waiting(wqueue *q);
+
 /* Gives every job of the group not already failed the error *e (a failed commit). */
 void wq_fail_all(wq_job *head, const tr_err *e);
 

@@ -10,7 +10,10 @@ What issue #4 promises for `--database-url`, checked from outside:
   503 DatabaseUnavailable (or a dropped connection) and then success, every acknowledged
   batch is stored, no failed batch is half stored, and the servers keep running;
 - the index entries of a cleared table or a replaced index are deleted in the
-  background, and the new ones find their documents.
+  background, and the new ones find their documents;
+- a statement the writer sent ahead without waiting (the change-log row, which rides
+  with the next statement or the commit) that fails fails its own request only, with
+  nothing of it stored, while other clients' requests, grouped with it, succeed.
 
 These tests are skipped (not counted) on the SQLite backend. Restarting the database
 needs the cluster's pg_ctl (run.py --pg-ctl; `make test` passes it).
@@ -429,3 +432,55 @@ class RetiredEntriesTests(ServerTestCase):
         self.assertEqual(sorted((d["k"], d["v"]) for d in docs),
                          [(0, 0), (1, -1), (2, -2), (4, -4), (100, -3), (101, 7)])
 
+
+
+# ---------------------------------------------------------------------------
+# Failures among statements sent ahead
+
+@POSTGRES_ONLY
+class SentAheadFailureTests(ServerTestCase):
+    CLIENTS = 3   # per table
+    BATCHES = scaled(12, 6)
+
+    def client(self, server, table, cid, results):
+        for seq in range(self.BATCHES):
+            keys = [(cid * 1000 + seq) * 10 + j for j in range(10)]
+            r = server.import_records({table: append_stream()},
+                                      messages(table, [{"k": k} for k in keys]))
+            results.append((table, keys, r))
+
+    def test_a_failed_change_log_row_fails_only_its_request(self):
+        server = self.new_server().start()
+        url = server.backend.url()
+        for table in ("good", "bad"):
+            self.assertCounts(server.import_records(
+                {table: append_stream()}, messages(table, [{"k": -1}])), inserted=1)
+        bad = psql(url, "SELECT tablet FROM tributary.tables WHERE name = 'bad'")
+        psql(url, "CREATE FUNCTION tributary.refuse() RETURNS trigger LANGUAGE plpgsql"
+                  " AS $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$;"
+                  " CREATE TRIGGER refuse BEFORE INSERT ON tributary.changes FOR EACH ROW"
+                  " WHEN (NEW.tablet = %s) EXECUTE FUNCTION tributary.refuse()" % bad)
+        results = []
+        threads = [threading.Thread(target=self.client,
+                                    args=(server, table, 10 * (table == "bad") + i, results))
+                   for table in ("good", "bad") for i in range(self.CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout(120))
+        psql(url, "DROP TRIGGER refuse ON tributary.changes")
+
+        stored = {t: sorted(d["k"] for d in server.export(t)) for t in ("good", "bad")}
+        want_good = [-1]
+        for table, keys, r in results:
+            if table == "good":
+                self.assertCounts(r, inserted=len(keys))
+                want_good += keys
+            else:
+                self.assertError(r, 500, "StorageError", mentions=["refused by the test"])
+        self.assertEqual(len(results), 2 * self.CLIENTS * self.BATCHES)
+        self.assertEqual(stored["good"], sorted(want_good))
+        self.assertEqual(stored["bad"], [-1], "a failed request left documents")
+        self.assertCounts(server.import_records(
+            {"bad": append_stream()}, messages("bad", [{"k": 5}])), inserted=1)
+        self.assertEqual(sorted(d["k"] for d in server.export("bad")), [-1, 5])
