@@ -178,16 +178,40 @@ static void statement_name(const char *sql, char *what, size_t n) {
     snprintf(what, n, "%.60s", sql);
 }
 
-int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
+/* Sends `sql`, or the statement prepared as `name` when not NULL (then sql only names
+ * it in errors), ahead; `prepare`: prepares it as `name` instead. */
+static int send_query(PGconn *c, const char *name, const char *sql, const pg_params *p,
+                      int prepare, tr_err *e) {
     char what[64];
     statement_name(sql, what, sizeof what);
     if (PQpipelineStatus(c) == PQ_PIPELINE_OFF && PQenterPipelineMode(c) != 1)
         return pg_error(c, NULL, what, e);
     int n = p ? p->n : 0;
-    if (PQsendQueryParams(c, sql, n, n ? p->types : NULL, n ? p->values : NULL,
-                          n ? p->lengths : NULL, n ? p->formats : NULL, 1) != 1)
-        return pg_error(c, NULL, what, e);
-    return 0;
+    const Oid *types = n ? p->types : NULL;
+    const char *const *values = n ? p->values : NULL;
+    const int *lengths = n ? p->lengths : NULL, *formats = n ? p->formats : NULL;
+    int ok = prepare ? PQsendPrepare(c, name, sql, n, types)
+             : name  ? PQsendQueryPrepared(c, name, n, values, lengths, formats, 1)
+                     : PQsendQueryParams(c, sql, n, types, values, lengths, formats, 1);
+    return ok == 1 ? 0 : pg_error(c, NULL, what, e);
+}
+
+int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e) {
+    return send_query(c, NULL, sql, p, 0, e);
+}
+
+int pg_prepare(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e) {
+    return send_query(c, st->name, st->sql, p, 1, e);
+}
+
+int pg_send_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e) {
+    return send_query(c, st->name, st->sql, p, 0, e);
+}
+
+PGresult *pg_exec_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e) {
+    PGresult *r;
+    if (pg_send_stmt(c, st, p, e) != 0) return NULL;
+    return pg_settle(c, &r, e) == 0 ? r : NULL;
 }
 
 int pg_sync(PGconn *c, tr_err *e) {

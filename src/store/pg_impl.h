@@ -117,6 +117,21 @@ int pg_run(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
  * the connection out of pipeline mode. */
 int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
 int pg_sync(PGconn *c, tr_err *e);
+
+/* Prepared statements, for those that run for every job: PostgreSQL parses (and, once it
+ * settles on a generic plan, plans) them once per connection instead of at every
+ * execution. pg_prepare sends the preparation ahead, with the parameter types of p;
+ * pg_send_stmt sends an execution ahead; pg_exec_stmt runs one and waits (as pg_exec).
+ * Whether a statement is prepared on a connection is the caller's to track: one whose
+ * preparation failed or was skipped (after a failure earlier in its pipeline segment)
+ * is not, one prepared stays so whatever becomes of the transaction. */
+typedef struct pg_stmt {
+    const char *name;
+    const char *sql;
+} pg_stmt;
+int pg_prepare(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
+int pg_send_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
+PGresult *pg_exec_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
 int pg_segment(PGconn *c, PGresult **last, tr_err *e);
 int pg_settle(PGconn *c, PGresult **last, tr_err *e);
 
