@@ -135,7 +135,7 @@ static const char pg_copy_entries[] = "COPY entries(ix, kh, tablet, id, key) FRO
  * about 0.1-0.2 ms apiece, a tenth of an append job's database time. */
 enum {
     W_LOCK,         /* the commit lock (send_begin) */
-    W_LAST_TS,      /* the last commit's timestamp */
+    W_LAST_TS,      /* the last commit's timestamp, and the group's transaction id */
     W_SET_LAST_TS,  /* ... set at commit */
     W_TABLE,        /* a table, its generation, index and stored shape (table_load) */
     W_LOOKUP,       /* stored documents under a dedup batch's keys (plan_lookup) */
@@ -146,7 +146,8 @@ enum {
 };
 static const pg_stmt w_stmts[W_COUNT] = {
     [W_LOCK] = {"tr_lock", "SELECT pg_advisory_xact_lock(" PG_COMMIT_LOCK ")"},
-    [W_LAST_TS] = {"tr_last_ts", "SELECT value FROM meta WHERE key = 'last_ts'"},
+    [W_LAST_TS] = {"tr_last_ts",
+                   "SELECT value, pg_current_xact_id() FROM meta WHERE key = 'last_ts'"},
     [W_SET_LAST_TS] = {"tr_set_last_ts", "UPDATE meta SET value = $1 WHERE key = 'last_ts'"},
     [W_TABLE] = {"tr_table",
                  "SELECT t.number, t.tablet, t.last_creation_time, t.next_seq,"
@@ -207,6 +208,10 @@ struct pg_store {
     int careful; /* this group runs again after a failed commit: no statement of a job
                     is left to ride with the commit */
     unsigned prepared; /* bit k: w_stmts[k] is prepared on w */
+    struct pg_table *tables; /* tables read or written by earlier groups (see "the
+                               tables cache"; name, fields, shape owned; key unset) */
+    size_t ntables, cap_tables;
+    int64_t group_xid; /* the transaction id of the group that last committed or runs */
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
@@ -354,7 +359,7 @@ static int commit(pg_store *s, int stamped, int begin_next, tr_err *e) {
 }
 
 /* ---- inferred shapes (writer side): read when a group first needs one, saved with the
- * group when changed, forgotten after it (another process may change them next) ---- */
+ * group when changed, kept with the tables cache (below) ---- */
 
 static void shapes_drop(pg_store *s) {
     for (size_t i = 0; i < s->nshapes; i++) shape_free(s->shapes[i].sh);
@@ -388,6 +393,7 @@ static pg_shape *shape_of(pg_store *s, int64_t tablet, const char *text, size_t 
     return &s->shapes[s->nshapes++];
 }
 
+/* Sends the changed shapes ahead, to be written with the commit. */
 static int shapes_save(pg_store *s, tr_err *e) {
     for (size_t i = 0; i < s->nshapes; i++) {
         if (!s->shapes[i].dirty) continue;
@@ -396,13 +402,100 @@ static int shapes_save(pg_store *s, tr_err *e) {
         pg_params p = {0};
         pgp_i64(&p, s->shapes[i].tablet);
         pgp_text(&p, s->text.p, s->text.len);
-        if (pg_run(s->w,
-                   "INSERT INTO shapes(tablet, shape) VALUES ($1, $2)"
-                   " ON CONFLICT (tablet) DO UPDATE SET shape = excluded.shape",
-                   &p, e) != 0)
+        if (pg_send(s->w,
+                    "INSERT INTO shapes(tablet, shape) VALUES ($1, $2)"
+                    " ON CONFLICT (tablet) DO UPDATE SET shape = excluded.shape",
+                    &p, e) != 0)
             return -1;
+        s->shapes[i].dirty = 0;
     }
     return 0;
+}
+
+/* A table as a job reads and changes it. */
+typedef struct pg_table {
+    const char *name;
+    int exists;
+    int64_t number;
+    int64_t tablet;      /* current generation */
+    double last_ct;      /* newest _creationTime of the table */
+    int64_t next_seq;    /* sequence number of the next document id */
+    int64_t count_delta; /* documents inserted minus removed by this job */
+    int written;         /* the job created documents: save last_ct and next_seq */
+    int has_index;
+    int index_ready;
+    int64_t ix;          /* index instance the documents' entries are computed for */
+    const char *fields;  /* index definition (canonical key text) */
+    pkey *key;           /* the same, parsed when needed */
+    const char *shape;   /* the stored shape of the generation (NULL: none) */
+    size_t shape_len;
+} pg_table;
+
+/* ---- the tables cache (writer side) ----
+ * Every import job needs its tables' rows (generation, id sequence, index): a round trip
+ * each. The writer keeps the rows it read and wrote, and the shapes, from one group to
+ * the next, as long as no other transaction wrote anything in between: a group's
+ * transaction id (pg_current_xact_id(), taken right after the commit lock) then follows
+ * the previous group's directly. Any other writer — another process, a hand-run
+ * statement — takes an id in between and the next group starts afresh. Only imports use
+ * and update the cache; every other job (clear, index, background step) drops it before
+ * and after it runs, and a failed group drops it too. */
+
+static void cache_drop(pg_store *s) {
+    for (size_t i = 0; i < s->ntables; i++) {
+        free((char *)s->tables[i].name);
+        free((char *)s->tables[i].fields);
+        free((char *)s->tables[i].shape);
+    }
+    s->ntables = 0;
+}
+
+static pg_table *cache_find(pg_store *s, const char *name) {
+    for (size_t i = 0; i < s->ntables; i++)
+        if (strcmp(s->tables[i].name, name) == 0) return &s->tables[i];
+    return NULL;
+}
+
+static char *dup_or_null(const char *v, size_t n) {
+    return v ? xstrndup(v, n) : NULL;
+}
+
+/* Remembers table t as this job leaves it (its id sequence and creation time). */
+static void cache_put(pg_store *s, const pg_table *t) {
+    pg_table *c = cache_find(s, t->name);
+    if (c) {
+        c->last_ct = t->last_ct;
+        c->next_seq = t->next_seq;
+        return;
+    }
+    if (s->ntables == s->cap_tables) {
+        s->cap_tables = s->cap_tables ? 2 * s->cap_tables : 16;
+        s->tables = xrealloc(s->tables, s->cap_tables * sizeof *s->tables);
+    }
+    c = &s->tables[s->ntables++];
+    *c = *t;
+    c->name = xstrndup(t->name, strlen(t->name));
+    c->fields = dup_or_null(t->fields, t->fields ? strlen(t->fields) : 0);
+    c->shape = dup_or_null(t->shape, t->shape_len);
+    c->key = NULL;
+    c->count_delta = 0;
+    c->written = 0;
+}
+
+/* A new group with transaction id `xid`: the cache holds unless someone wrote since. */
+static void cache_check(pg_store *s, int64_t xid) {
+    if (xid != s->group_xid + 1) {
+        cache_drop(s);
+        shapes_drop(s);
+    }
+    s->group_xid = xid;
+}
+
+/* A group that failed: nothing it read or wrote can be trusted. */
+static void cache_forget(pg_store *s) {
+    cache_drop(s);
+    shapes_drop(s);
+    s->group_xid = 0;
 }
 
 /* ---- the write queue ---- */
@@ -413,10 +506,11 @@ static void rollback_conn(PGconn *c) {
     if (c && PQtransactionStatus(c) != PQTRANS_IDLE) pg_run(c, "ROLLBACK", NULL, &ignored);
 }
 
-/* After a failure: the transaction is rolled back, and statements prepared in it are
- * forgotten (which of them went through is unknown). */
+/* After a failure: the transaction is rolled back, the tables cache and the statements
+ * prepared in it are forgotten (which of them went through is unknown). */
 static void rollback(pg_store *s) {
     s->begun = 0;
+    cache_forget(s);
     rollback_conn(s->w);
     tr_err ignored;
     if (s->prepared && PQstatus(s->w) == CONNECTION_OK &&
@@ -430,7 +524,10 @@ static int begin_result(pg_store *s, tr_err *e) {
     int rc = pg_segment(s->w, &r, e);
     if (rc == 0 && (PQntuples(r) != 1 || PQpipelineStatus(s->w) != PQ_PIPELINE_OFF))
         rc = err_set(e, 500, "StorageError", "PostgreSQL: BEGIN: unexpected result");
-    if (rc == 0) s->last_ts = pg_i64(r, 0, 0);
+    if (rc == 0) {
+        s->last_ts = pg_i64(r, 0, 0);
+        cache_check(s, pg_i64(r, 0, 1));
+    }
     PQclear(r);
     return rc;
 }
@@ -451,6 +548,8 @@ static int group_begin(pg_store *s, tr_err *e) {
         if (attempt == 1 || PQstatus(s->w) == CONNECTION_OK) return -1;
     }
 }
+
+static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
 /* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
  * client reason has written nothing and fails alone. Any other failure spoils the
@@ -475,7 +574,10 @@ static int group_try(pg_store *s, wq_job *head) {
     for (wq_job *j = head; j; j = j->next) {
         if (j->rc != 1) continue;
         j->kick = 0;
+        int caching = j->run == import_run; /* see "the tables cache" */
+        if (!caching) cache_drop(s);
         j->rc = j->run(&s->base, j, j->stamped ? next_ts(s) : 0, &j->err);
+        if (!caching) cache_drop(s);
         /* what the job sent ahead fails as its own, unless it is the last job: then it
          * rides with the commit */
         if (j->rc == 0 && (s->careful || more_jobs(j->next)) &&
@@ -489,7 +591,6 @@ static int group_try(pg_store *s, wq_job *head) {
             continue;
         }
         if (j->err.status < 500 && PQtransactionStatus(s->w) == PQTRANS_INTRANS) continue;
-        shapes_drop(s);
         rollback(s);
         if (PQstatus(s->w) != CONNECTION_OK) {
             wq_fail_all(head, &j->err);
@@ -499,11 +600,9 @@ static int group_try(pg_store *s, wq_job *head) {
     }
     if (ok && shapes_save(s, &fatal) == 0 &&
         commit(s, stamped, wq_waiting(&s->q), &fatal) == 0) {
-        shapes_drop(s);
         if (kick) bgt_kick(&s->bg);
         return 0;
     }
-    shapes_drop(s);
     rollback(s);
     /* the failure may be one job's statement that rode with the commit: run the group
      * again, each job's statements checked before the next job's, to know whose */
@@ -527,25 +626,13 @@ static int queue_run(pg_store *s, wq_job *j, tr_err *e) {
 
 /* ---- tables, generations, indexes (writer side) ---- */
 
-typedef struct pg_table {
-    const char *name;
-    int exists;
-    int64_t number;
-    int64_t tablet;      /* current generation */
-    double last_ct;      /* newest _creationTime of the table */
-    int64_t next_seq;    /* sequence number of the next document id */
-    int64_t count_delta; /* documents inserted minus removed by this job */
-    int written;         /* the job created documents: save last_ct and next_seq */
-    int has_index;
-    int index_ready;
-    int64_t ix;          /* index instance the documents' entries are computed for */
-    const char *fields;  /* index definition (canonical key text) */
-    pkey *key;           /* the same, parsed when needed */
-    const char *shape;   /* the stored shape of the generation (NULL: none) */
-    size_t shape_len;
-} pg_table;
-
 static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
+    const pg_table *c = cache_find(s, name);
+    if (c) {
+        *t = *c;
+        t->name = name;
+        return 0;
+    }
     memset(t, 0, sizeof *t);
     t->name = name;
     pg_params p = {0};
@@ -570,6 +657,7 @@ static int table_load(pg_store *s, const char *name, pg_table *t, tr_err *e) {
             const char *text = pg_val(r, 0, 7, &t->shape_len);
             t->shape = arena_strndup(s->job_arena, text, t->shape_len);
         }
+        cache_put(s, t);
     }
     PQclear(r);
     return 0;
@@ -594,6 +682,7 @@ static int table_create(pg_store *s, pg_table *t, int64_t ts, tr_err *e) {
     t->last_ct = 0;
     t->next_seq = 1;
     PQclear(r);
+    cache_put(s, t);
     return 0;
 }
 
@@ -981,6 +1070,7 @@ static int table_commit(pg_store *s, import_job *ij, const pg_table *t, int tab,
     pgp_f64(&p, t->last_ct);
     pgp_i64(&p, t->next_seq);
     pgp_i64(&p, t->count_delta);
+    cache_put(s, t);
     return w_send(s, W_TABLE_COMMIT, &p, e); /* its result: with the next statement */
 }
 
@@ -1522,6 +1612,8 @@ static void pg_close(store *st) {
     for (size_t i = 0; i < s->nreaders; i++) PQfinish(s->readers[i]);
     shapes_drop(s);
     free(s->shapes);
+    cache_drop(s);
+    free(s->tables);
     arena_free(s->job_arena);
     arena_free(s->doc_arena);
     buf_free(&s->key);

@@ -11,6 +11,9 @@ What issue #4 promises for `--database-url`, checked from outside:
   batch is stored, no failed batch is half stored, and the servers keep running;
 - the index entries of a cleared table or a replaced index are deleted in the
   background, and the new ones find their documents;
+- a writer keeps the tables it wrote from one commit to the next only while nothing
+  else wrote: a clear, an append, a new or replaced index from another process show
+  at its next import;
 - a statement the writer sent ahead without waiting (the change-log row, which rides
   with the next statement or the commit) that fails fails its own request only, with
   nothing of it stored, while other clients' requests, grouped with it, succeed.
@@ -484,3 +487,44 @@ class SentAheadFailureTests(ServerTestCase):
         self.assertCounts(server.import_records(
             {"bad": append_stream()}, messages("bad", [{"k": 5}])), inserted=1)
         self.assertEqual(sorted(d["k"] for d in server.export("bad")), [-1, 5])
+
+
+# ---------------------------------------------------------------------------
+# The writer's tables cache
+
+@POSTGRES_ONLY
+class WriterCacheTests(ServerTestCase):
+
+    def keys(self, server, table):
+        return sorted(d["k"] for d in server.export(table))
+
+    def test_what_another_process_changed_shows_at_the_next_import(self):
+        one = self.new_server().start()
+        two = self.new_server(database_of=one).start()
+        ap = {"t": append_stream()}
+        self.assertCounts(one.import_records(ap, messages("t", [{"k": 1}])), inserted=1)
+        self.assertCounts(one.import_records(ap, messages("t", [{"k": 2}])), inserted=1)
+
+        self.assertOk(two.clear_tables(["t"]))  # a new generation
+        self.assertCounts(one.import_records(ap, messages("t", [{"k": 3}])), inserted=1)
+        self.assertEqual(self.keys(one, "t"), [3], "written to the cleared generation")
+
+        # ids come from the table's sequence: a stale one would repeat an id (a 500)
+        self.assertCounts(two.import_records(ap, messages("t", [{"k": 4}])), inserted=1)
+        self.assertCounts(one.import_records(ap, messages("t", [{"k": 5}])), inserted=1)
+        self.assertEqual(self.keys(two, "t"), [3, 4, 5])
+
+        self.assertOk(two.add_indexes({"t": [["k"]]}))
+        two.wait_indexes_ready(["t"])
+        by_k = {"t": dedup_stream(["k"])}
+        self.assertCounts(one.import_records(by_k, messages("t", [{"k": 3, "v": 1}])),
+                          replaced=1)
+
+        self.assertOk(two.add_indexes({"t": [["v"]]}))  # replaces the index
+        two.wait_indexes_ready(["t"])
+        self.assertError(one.import_records(by_k, messages("t", [{"k": 4, "v": 2}])),
+                         400, "PrimaryKeyMismatch")
+        by_v = {"t": dedup_stream(["v"])}
+        self.assertCounts(one.import_records(by_v, messages("t", [{"k": 9, "v": 1}])),
+                          replaced=1)
+        self.assertEqual(self.keys(two, "t"), [4, 5, 9])
