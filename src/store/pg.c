@@ -47,6 +47,8 @@
 #include "util/arena.h"
 #include "util/xalloc.h"
 
+#define PG_MIN_SERVER 130000 /* pg_current_xact_id() (the tables cache) */
+
 /* advisory lock keys, as SQL literals */
 #define PG_COMMIT_LOCK "7596902372845318401" /* serialises writers of every process */
 #define PG_SCHEMA_LOCK "7596902372845318402" /* serialises schema creation */
@@ -1585,6 +1587,11 @@ static int schema_update(PGconn *c, tr_err *e) {
 static int schema_setup(PGconn *c, int readonly, tr_err *e) {
     int exists;
     int64_t version = 0;
+    int v = PQserverVersion(c); /* 90603: 9.6.3; 120005: 12.5 */
+    if (v < PG_MIN_SERVER)
+        return err_set(e, 500, "StorageError",
+                       "tributary needs PostgreSQL 13 or later; this server is %d.%d",
+                       v / 10000, v >= 100000 ? v % 100 : v % 10000 / 100);
     if (schema_exists(c, &exists, e) != 0) return -1;
     if (!exists && readonly)
         return err_set(e, 500, "StorageError",
