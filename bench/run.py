@@ -346,12 +346,14 @@ class Bench:
     def scratch(self):
         return tempfile.mkdtemp(prefix="tributary-bench-base-", dir=self.args.tmp)
 
-    def baseline_run(self, backend, mode, n, batch):
+    def baseline_run(self, backend, mode, n, batch, filler_to=None):
         d = self.scratch()
         try:
             b = backend.baseline(d)
             if mode == "dedup":
                 b.run(mode, preload_spec(n), lazy=True)
+                if filler_to:
+                    b.run(mode, filler_spec(n, filler_to, 1000), lazy=True)
             return b.run(mode, measured_spec(mode, n, batch))
         finally:
             shutil.rmtree(d, ignore_errors=True)
@@ -449,12 +451,13 @@ class Bench:
     def big_table(self, backends):
         """Target 3 (full): dedup throughput with 5 M documents in the table against the
         same batches on the throughput scenario's small table (records/2 documents), runs
-        ordered small, big, small, big, ..., small."""
+        ordered small, big, small, big, ..., small. The baseline program does the same, to
+        show how much the storage itself slows down on the big table."""
         a = self.args
         rows = []
         for backend in backends:
             rows.append({"backend": backend.name, "conns": a.big_conns, "skip": backend.skip,
-                         "small": [], "big": []})
+                         "small": [], "big": [], "base_small": [], "base_big": []})
         for rnd in range(a.big_rounds):
             for row, backend in self.row_backends(rows, backends):
                 self.log(f"[full {rnd + 1}/{a.big_rounds}] {row['backend']} dedup on the "
@@ -463,6 +466,10 @@ class Bench:
                                                     a.big_conns))
                 row["big"].append(self.server_run(backend, "dedup", a.records, a.batch,
                                                   a.big_conns, filler_to=a.big_docs))
+                row["base_small"].append(self.baseline_run(backend, "dedup", a.records,
+                                                           a.batch))
+                row["base_big"].append(self.baseline_run(backend, "dedup", a.records, a.batch,
+                                                         filler_to=a.big_docs))
         for row, backend in self.row_backends(rows, backends):
             self.log(f"[full] {row['backend']} closing run on the small table")
             row["small"].append(self.server_run(backend, "dedup", a.records, a.batch,
@@ -670,17 +677,20 @@ def report(bench, args, info):
         w(f"### Dedup on a big table (target 3: ≥ 0.7 × the throughput on an empty table)")
         w("")
         w(f"The throughput scenario's dedup batches, {a.big_conns} conns, on its small table "
-          f"({a.records // 2:,} documents) and on {a.big_docs:,} documents.")
+          f"({a.records // 2:,} documents) and on {a.big_docs:,} documents; the baseline "
+          f"program's own big / small ratio, with the same tables, for comparison.")
         w("")
-        w("| backend | small table rec/s | big table rec/s | ratio | p99 ms (small / big) | "
-          "peak RSS MiB (big) | target |")
-        w("|---|---:|---:|---:|---:|---:|---|")
+        w("| backend | small table rec/s | big table rec/s | ratio | baseline ratio "
+          "(small / big rec/s) | p99 ms (small / big) | peak RSS MiB (big) | target |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|")
         for r in g:
             if r["skip"]:
-                w(f"| {r['backend']} | skipped ({r['skip']}) | | | | | |")
+                w(f"| {r['backend']} | skipped ({r['skip']}) | | | | | | |")
                 continue
             e, big = med(r["small"], "records_per_s"), med(r["big"], "records_per_s")
+            be, bb = med(r["base_small"], "records_per_s"), med(r["base_big"], "records_per_s")
             w(f"| {r['backend']} | {fmt_rate(e)} | {fmt_rate(big)} | {big / e:.2f} | "
+              f"{bb / be:.2f} ({fmt_rate(be)} / {fmt_rate(bb)}) | "
               f"{fmt_ms(med(r['small'], 'p99_ms'))} / {fmt_ms(med(r['big'], 'p99_ms'))} | "
               f"{fmt_mib(med(r['big'], 'peak_rss_kib'))} | {verdict(big / e >= 0.7)} |")
         w("")
@@ -716,7 +726,11 @@ def report(bench, args, info):
         if not r["skip"]:
             w(f"- {r['backend']} dedup small table: "
               + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["small"])
-              + "; big: " + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["big"]))
+              + "; big: " + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["big"])
+              + "; baseline small: "
+              + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["base_small"])
+              + "; baseline big: "
+              + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["base_big"]))
     for r in bench.results.get("backfill") or []:
         if not r["skip"]:
             w(f"- {r['backend']} backfill: "
