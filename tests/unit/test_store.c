@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -873,6 +874,41 @@ static void full_disk_fails_the_batch_and_recovers(void **state) {
     store_close(s);
 }
 
+static long long file_size(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", unit_dir, name);
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Checkpoints run on their own thread while imports go on: the data reaches the database
+ * file without waiting for the WAL to fill up to the limit at which the writer copies it
+ * itself (a checkpoint connection that never read the database would do nothing). */
+static void checkpoints_run_beside_the_writer(void **state) {
+    (void)state;
+    store *s = open_store(0, 0);
+    char doc[1100];
+    snprintf(doc, sizeof doc, "{\"pad\":\"%01000d\"}", 0);
+    for (int n = 0; n < 24; n++) { /* about 24 MiB: past the checkpointer's threshold */
+        tbatch b = {0};
+        uint32_t st = tb_stream(&b, "t", NULL);
+        for (int i = 0; i < 1000; i++) tb_append(&b, st, doc);
+        store_import_result r;
+        tr_err e;
+        assert_int_equal(tb_import(s, &b, &r, &e), 0);
+        tb_free(&b);
+    }
+    long long db = 0;
+    for (int waited = 0; waited < 100 && db < 8 << 20; waited++) {
+        usleep(100 * 1000);
+        db = file_size("tributary.db");
+    }
+    if (db < 8 << 20)
+        fail_msg("tributary.db holds %lld bytes, tributary.db-wal %lld", db,
+                 file_size("tributary.db-wal"));
+    store_close(s);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, unit_make_dir, unit_remove_dir)
 
 int main(void) {
@@ -895,6 +931,7 @@ int main(void) {
         T(reclaim_after_retention),
         T(busy_database_is_503),
         T(full_disk_fails_the_batch_and_recovers),
+        T(checkpoints_run_beside_the_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
