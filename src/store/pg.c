@@ -553,15 +553,17 @@ static int group_begin(pg_store *s, tr_err *e) {
 
 static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
-/* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
- * client reason has written nothing and fails alone. Any other failure spoils the
- * transaction (PostgreSQL aborts it): roll back and return 1 so the others run again,
- * unless the connection is gone, which fails them all. */
+/* Whether a job from j on is still to run in this transaction. */
 static int more_jobs(const wq_job *j) {
     for (; j; j = j->next)
         if (j->rc == 1) return 1;
     return 0;
 }
+
+/* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
+ * client reason has written nothing and fails alone. Any other failure spoils the
+ * transaction (PostgreSQL aborts it): roll back and return 1 so the others run again,
+ * unless the connection is gone, which fails them all. */
 
 static int group_try(pg_store *s, wq_job *head) {
     tr_err fatal;

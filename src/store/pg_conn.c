@@ -218,9 +218,12 @@ int pg_sync(PGconn *c, tr_err *e) {
     return PQpipelineSync(c) == 1 ? 0 : pg_error(c, NULL, "pipeline sync", e);
 }
 
-int pg_segment(PGconn *c, PGresult **last, tr_err *e) {
+/* pg_segment; *synced: whether the segment's sync came (not when the connection broke or
+ * nothing more was to come). */
+static int read_segment(PGconn *c, PGresult **last, tr_err *e, int *synced) {
     int rc = 0, separators = 0;
     PGresult *keep = NULL;
+    *synced = 0;
     for (;;) {
         PGresult *r = PQgetResult(c);
         if (!r) {
@@ -235,6 +238,7 @@ int pg_segment(PGconn *c, PGresult **last, tr_err *e) {
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
+            *synced = 1;
             break;
         }
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
@@ -255,14 +259,20 @@ int pg_segment(PGconn *c, PGresult **last, tr_err *e) {
     return rc;
 }
 
+int pg_segment(PGconn *c, PGresult **last, tr_err *e) {
+    int synced;
+    return read_segment(c, last, e, &synced);
+}
+
 int pg_settle(PGconn *c, PGresult **last, tr_err *e) {
     if (last) *last = NULL;
     if (PQpipelineStatus(c) == PQ_PIPELINE_OFF) return 0;
     int rc = pg_sync(c, e);
     tr_err later;
-    while (PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQstatus(c) == CONNECTION_OK) {
+    int synced = 1;
+    while (synced && PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
         PGresult *r = NULL;
-        if (pg_segment(c, last ? &r : NULL, rc == 0 ? e : &later) != 0) rc = -1;
+        if (read_segment(c, last ? &r : NULL, rc == 0 ? e : &later, &synced) != 0) rc = -1;
         if (r) { /* the segment this call's sync closed may be empty */
             PQclear(*last);
             *last = r;
