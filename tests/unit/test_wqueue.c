@@ -1,12 +1,14 @@
 /*
  * test_wqueue.c — the group-commit write queue: every job runs exactly once, gets its own
- * result, groups never overlap, and jobs that wait together share a group.
+ * result, groups never overlap, jobs that wait together share a group, and a leader can
+ * tell whether jobs wait for the next group.
  */
 #include "unit.h"
 
 #include "store/wqueue.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -116,10 +118,62 @@ static void wq_fail_all_spares_jobs_already_failed(void **state) {
     assert_string_equal(c.err.code, "DatabaseUnavailable");
 }
 
+/* wq_waiting, as a leader sees it: true while a job waits for the next group, false
+ * when its group is the last. */
+typedef struct waiting_store {
+    store base;
+    wqueue q;
+    atomic_int leading_first; /* job 0's group has started */
+    int saw_waiting;          /* job 0's group saw job 1 waiting */
+    int saw_alone;            /* job 1's group saw nobody waiting */
+} waiting_store;
+
+static int succeed(store *st, wq_job *j, int64_t ts, tr_err *e) {
+    (void)st, (void)j, (void)ts, (void)e;
+    return 0;
+}
+
+static void waiting_group(store *st, wq_job *head) {
+    waiting_store *s = (waiting_store *)st;
+    for (wq_job *j = head; j; j = j->next) j->rc = j->run(st, j, 0, &j->err);
+    if (((test_job *)head)->id == 0) {
+        atomic_store(&s->leading_first, 1);
+        for (int i = 0; i < 5000 && !wq_waiting(&s->q); i++) usleep(1000);
+        s->saw_waiting = wq_waiting(&s->q);
+    } else {
+        s->saw_alone = !wq_waiting(&s->q);
+    }
+}
+
+static void *run_first(void *arg) {
+    waiting_store *s = arg;
+    test_job j = {.base = {.run = succeed}, .id = 0};
+    tr_err e;
+    wq_run(&s->q, &s->base, waiting_group, &j.base, &e);
+    return NULL;
+}
+
+static void wq_waiting_sees_the_next_group(void **state) {
+    (void)state;
+    waiting_store s = {0};
+    wq_init(&s.q);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_first, &s), 0);
+    while (!atomic_load(&s.leading_first)) usleep(100);
+    test_job j = {.base = {.run = succeed}, .id = 1};
+    tr_err e;
+    assert_int_equal(wq_run(&s.q, &s.base, waiting_group, &j.base, &e), 0);
+    pthread_join(t, NULL);
+    assert_true(s.saw_waiting);
+    assert_true(s.saw_alone);
+    wq_destroy(&s.q);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_job_runs_once_with_its_own_result),
         cmocka_unit_test(wq_fail_all_spares_jobs_already_failed),
+        cmocka_unit_test(wq_waiting_sees_the_next_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
