@@ -111,12 +111,14 @@ int pg_run(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
  * the first failure among them (the statements after a failed one are skipped, as in a
  * transaction that broke). pg_sync ends a segment: a failure skips the rest of its own
  * segment only (what follows the sync runs, and fails too while the transaction that
- * broke is still open). pg_segment reads the results of the oldest synced segment: 0, or -1 with its
- * first failure; *last (when not NULL) its last statement's result. pg_settle syncs and
- * reads every segment still pending, *last the last result of any of them; it leaves
- * the connection out of pipeline mode. */
+ * broke is still open). pg_segment reads the results of the oldest synced segment: 0,
+ * or -1 with its first failure; *last (when not NULL) its last statement's result.
+ * pg_settle syncs and reads every segment still pending, *last the last result of any
+ * of them; it leaves the connection out of pipeline mode. */
 int pg_send(PGconn *c, const char *sql, const pg_params *p, tr_err *e);
 int pg_sync(PGconn *c, tr_err *e);
+int pg_segment(PGconn *c, PGresult **last, tr_err *e);
+int pg_settle(PGconn *c, PGresult **last, tr_err *e);
 
 /* Prepared statements, for those that run for every job: PostgreSQL parses (and, once it
  * settles on a generic plan, plans) them once per connection instead of at every
@@ -132,8 +134,6 @@ typedef struct pg_stmt {
 int pg_prepare(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
 int pg_send_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
 PGresult *pg_exec_stmt(PGconn *c, const pg_stmt *st, const pg_params *p, tr_err *e);
-int pg_segment(PGconn *c, PGresult **last, tr_err *e);
-int pg_settle(PGconn *c, PGresult **last, tr_err *e);
 
 /* Binary result values. */
 int pg_isnull(const PGresult *r, int row, int col);

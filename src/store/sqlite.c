@@ -1927,7 +1927,8 @@ static int ck_start(sq_store *s, tr_err *e) {
      * then a checkpoint through it does nothing at all (and says SQLITE_OK). */
     rc = sqlite3_exec(s->ck_db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
-        return err_set(e, 500, "StorageError", "Cannot read through the checkpoint connection: %s",
+        return err_set(e, 500, "StorageError",
+                       "Cannot read through the checkpoint connection: %s",
                        sqlite3_errmsg(s->ck_db));
     if (pthread_create(&s->ck, NULL, ck_main, s) != 0)
         return err_set(e, 500, "StorageError", "Cannot start the checkpoint thread");
