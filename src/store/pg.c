@@ -458,10 +458,6 @@ static pg_table *cache_find(pg_store *s, const char *name) {
     return NULL;
 }
 
-static char *dup_or_null(const char *v, size_t n) {
-    return v ? xstrndup(v, n) : NULL;
-}
-
 /* Remembers table t as this job leaves it (its id sequence and creation time). */
 static void cache_put(pg_store *s, const pg_table *t) {
     pg_table *c = cache_find(s, t->name);
@@ -476,9 +472,9 @@ static void cache_put(pg_store *s, const pg_table *t) {
     }
     c = &s->tables[s->ntables++];
     *c = *t;
-    c->name = xstrndup(t->name, strlen(t->name));
-    c->fields = dup_or_null(t->fields, t->fields ? strlen(t->fields) : 0);
-    c->shape = dup_or_null(t->shape, t->shape_len);
+    c->name = xstrdup(t->name);
+    c->fields = t->fields ? xstrdup(t->fields) : NULL;
+    c->shape = t->shape ? xstrndup(t->shape, t->shape_len) : NULL;
     c->key = NULL;
     c->count_delta = 0;
     c->written = 0;
