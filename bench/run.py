@@ -117,6 +117,11 @@ class SqliteBackend:
     def server_args(self, run_dir):
         return []
 
+    def settle(self):
+        """Before a measured phase: the kernel writes back what earlier phases left dirty,
+        so that their writeback does not run inside this one."""
+        os.sync()
+
     def baseline(self, run_dir):
         return SqliteBaseline(os.path.join(self.bindir, "baseline_sqlite"),
                               os.path.join(run_dir, "baseline.db"))
@@ -200,6 +205,14 @@ class PostgresBackend:
 
     def server_args(self, run_dir):
         return ["--database-url", self.new_database()]
+
+    def settle(self):
+        """Before a measured phase: a checkpoint writes out every page earlier phases and
+        runs (other databases of the cluster) left dirty, so that the checkpointer does
+        not write them during this one."""
+        subprocess.run(self._as_pg(["psql", "-q", "-d", self._url("postgres"), "-c",
+                                    "CHECKPOINT"]), check=True)
+        os.sync()
 
     def baseline(self, run_dir):
         return PostgresBaseline(os.path.join(self.bindir, "baseline_pg"), self.new_database())
@@ -354,6 +367,7 @@ class Bench:
                 b.run(mode, preload_spec(n), lazy=True)
                 if filler_to:
                     b.run(mode, filler_spec(n, filler_to, 1000), lazy=True)
+            backend.settle()
             return b.run(mode, measured_spec(mode, n, batch))
         finally:
             shutil.rmtree(d, ignore_errors=True)
@@ -367,6 +381,7 @@ class Bench:
                 s.load(mode, preload_spec(n), 8, lazy=True)
                 if filler_to:
                     s.load(mode, filler_spec(n, filler_to, 1000), 8, lazy=True)
+            backend.settle()
             cpu0 = s.cpu_seconds()
             r = s.load(mode, measured_spec(mode, n, batch), conns)
             r["server_cpu_s"] = s.cpu_seconds() - cpu0
@@ -439,6 +454,7 @@ class Bench:
                     if row["mode"] == "dedup":
                         s.add_index()
                         s.wait_index()
+                    backend.settle()
                     time.sleep(0.2)
                     idle = s.rss_kib()
                     r = s.load(row["mode"], measured_spec(row["mode"], 0, 1000), 1,
@@ -491,6 +507,7 @@ class Bench:
                 row["base"].append(self.baseline_run(backend, "append", n, a.batch))
                 with self.server(backend) as s:
                     s.load("append", measured_spec("append", n, a.batch), 8, lazy=True)
+                    backend.settle()
                     t0 = time.monotonic()
                     s.add_index()
                     s.wait_index()
