@@ -549,17 +549,13 @@ static int group_begin(pg_store *s, tr_err *e) {
 
 static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
-/* Whether a job from j on is still to run in this transaction. */
-static int more_jobs(const wq_job *j) {
-    for (; j; j = j->next)
-        if (j->rc == 1) return 1;
-    return 0;
-}
-
 /* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
  * client reason has written nothing and fails alone. Any other failure spoils the
  * transaction (PostgreSQL aborts it): roll back and return 1 so the others run again,
- * unless the connection is gone, which fails them all. */
+ * unless the connection is gone, which fails them all. A job's statements sent ahead
+ * are not waited for before the next job starts (that would be a round trip per job),
+ * so a failure seen by a later job or by the commit may be an earlier job's: then the
+ * group runs again "careful", checking each job's statements before the next one. */
 
 static int group_try(pg_store *s, wq_job *head) {
     tr_err fatal;
@@ -578,11 +574,9 @@ static int group_try(pg_store *s, wq_job *head) {
         if (!caching) cache_drop(s);
         j->rc = j->run(&s->base, j, j->stamped ? next_ts(s) : 0, &j->err);
         if (!caching) cache_drop(s);
-        /* what the job sent ahead fails as its own, unless it is the last job: then it
-         * rides with the commit */
-        if (j->rc == 0 && (s->careful || more_jobs(j->next)) &&
-            pg_settle(s->w, NULL, &j->err) != 0)
-            j->rc = -1;
+        /* what the job sent ahead rides with the next job's first statement, or with the
+         * commit; run carefully, the group checks it now, so it fails as the job's own */
+        if (j->rc == 0 && s->careful && pg_settle(s->w, NULL, &j->err) != 0) j->rc = -1;
         if (j->rc == 0) {
             ok = 1;
             ran++;
@@ -595,6 +589,12 @@ static int group_try(pg_store *s, wq_job *head) {
         if (PQstatus(s->w) != CONNECTION_OK) {
             wq_fail_all(head, &j->err);
             return 0;
+        }
+        /* the failure may be an earlier job's statement that rode with this job's: run
+         * the group again, carefully, to know whose */
+        if (ran > 0 && !s->careful) {
+            j->rc = 1;
+            s->careful = 1;
         }
         return 1;
     }
