@@ -197,10 +197,14 @@ class PostgresBackend:
         return f"host={self.sock} port={self.port} user=postgres dbname={db}"
 
     def new_database(self):
+        """A fresh database; the previous run's is dropped (runs never overlap), so that a
+        full run does not keep several 5 M-document databases on disk."""
         self.ndb += 1
         name = f"bench{self.ndb}"
-        subprocess.run(self._as_pg(["psql", "-q", "-d", self._url("postgres"), "-c",
-                                    f"CREATE DATABASE {name}"]), check=True)
+        sql = [f"DROP DATABASE IF EXISTS bench{self.ndb - 1} WITH (FORCE)",
+               f"CREATE DATABASE {name}"]
+        subprocess.run(self._as_pg(["psql", "-q", "-d", self._url("postgres"),
+                                    *(a for q in sql for a in ("-c", q))]), check=True)
         return self._url(name)
 
     def server_args(self, run_dir):
