@@ -743,21 +743,18 @@ def report(bench, args, info):
                              f" ({x['server_cpu_s']:.1f}s)" for x, y in zip(r["srv"], r["base"]))
             label = "small" if key == "small" else f"{r['conns']} conns"
             w(f"- {r['backend']} {r['mode']} {label}: {runs}")
+    def rates(runs):
+        return ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in runs)
+
     for r in bench.results.get("big_table") or []:
         if not r["skip"]:
-            w(f"- {r['backend']} dedup small table: "
-              + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["small"])
-              + "; big: " + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["big"])
-              + "; baseline small: "
-              + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["base_small"])
-              + "; baseline big: "
-              + ", ".join(f"{x['records_per_s'] / 1000:.1f}k" for x in r["base_big"]))
+            w(f"- {r['backend']} dedup small table: {rates(r['small'])}; big: {rates(r['big'])};"
+              f" baseline small: {rates(r['base_small'])}; baseline big: {rates(r['base_big'])}")
     for r in bench.results.get("backfill") or []:
         if not r["skip"]:
             w(f"- {r['backend']} backfill: "
               + ", ".join(f"{x['backfill_s']:.2f}s/{x['clear_ms']:.1f}ms" for x in r["srv"])
-              + "; baseline insert: "
-              + ", ".join(f"{y['records_per_s'] / 1000:.1f}k" for y in r["base"]))
+              + f"; baseline insert: {rates(r['base'])}")
     return "\n".join(out) + "\n"
 
 
