@@ -1643,6 +1643,7 @@ static const store_ops pg_ops = {
     .list_snapshot = pg_list_snapshot,
     .document_deltas = pg_document_deltas,
     .table_shapes = pg_table_shapes,
+    .table_stats = pg_table_stats,
 };
 
 int store_pg_open(const store_config *c, store **out, tr_err *e) {

@@ -179,5 +179,6 @@ int pg_list_snapshot(store *st, const store_snapshot_req *rq, store_value_fn fn,
 int pg_document_deltas(store *st, const store_deltas_req *rq, store_value_fn fn, void *ctx,
                        store_deltas_page *out, tr_err *e);
 int pg_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e);
+int pg_table_stats(store *st, store_stat_fn fn, void *ctx, tr_err *e);
 
 #endif

@@ -696,3 +696,39 @@ int pg_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e) {
     shapes_call call = {fn, ctx};
     return read_tx(st, shapes_read, &call, e);
 }
+
+/* ---- table statistics (status page, /metrics) ---- */
+
+typedef struct stats_call {
+    store_stat_fn fn;
+    void *ctx;
+} stats_call;
+
+static int stats_read(pg_store *s, PGconn *c, void *arg, tr_err *e) {
+    (void)s;
+    stats_call *call = arg;
+    PGresult *r = pg_exec(c,
+                          "SELECT n.name, g.doc_count, p.fields, p.state = 'ready' FROM tables n"
+                          " JOIN tablets g ON g.id = n.tablet"
+                          " LEFT JOIN pk_indexes p ON p.table_number = n.number"
+                          " ORDER BY n.name COLLATE \"C\"",
+                          NULL, e);
+    if (!r) return -1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        store_table_stat t = {
+            .name = PQgetvalue(r, i, 0),
+            .documents = pg_i64(r, i, 1),
+            .index = pg_isnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+            .index_ready = !pg_isnull(r, i, 3) && pg_i64(r, i, 3) != 0,
+        };
+        rc = call->fn(call->ctx, &t, e);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pg_table_stats(store *st, store_stat_fn fn, void *ctx, tr_err *e) {
+    stats_call call = {fn, ctx};
+    return read_tx(st, stats_read, &call, e);
+}

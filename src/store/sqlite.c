@@ -180,6 +180,7 @@ enum {
     S_READ_TABLET_IDS,
     S_READ_TABLET_TABLE,
     S_READ_SHAPES,
+    S_READ_STATS,
     S_NSTMT
 };
 
@@ -254,6 +255,9 @@ static const char *const sq_sql[S_NSTMT] = {
                             " JOIN tables n ON n.number = t.table_number WHERE t.id = ?1",
     [S_READ_SHAPES] = "SELECT n.name, s.shape FROM tables n"
                       " LEFT JOIN shapes s ON s.tablet = n.tablet ORDER BY n.name",
+    [S_READ_STATS] = "SELECT n.name, g.doc_count, p.fields, p.state = 'ready' FROM tables n"
+                     " JOIN tablets g ON g.id = n.tablet"
+                     " LEFT JOIN pk_indexes p ON p.table_number = n.number ORDER BY n.name",
 };
 
 typedef struct sq_conn {
@@ -1729,6 +1733,38 @@ static int sq_table_shapes(store *st, store_shape_fn fn, void *ctx, tr_err *e) {
     return read_tx((sq_store *)st, shapes_read, &call, e);
 }
 
+/* ---- table statistics (status page, /metrics) ---- */
+
+typedef struct stats_call {
+    store_stat_fn fn;
+    void *ctx;
+} stats_call;
+
+static int stats_read(sq_store *s, sq_conn *c, void *arg, tr_err *e) {
+    (void)s;
+    stats_call *call = arg;
+    sqlite3_stmt *st = stmt(c, S_READ_STATS, e);
+    if (!st) return -1;
+    int rc = 0, r;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        store_table_stat t = {
+            .name = (const char *)sqlite3_column_text(st, 0),
+            .documents = sqlite3_column_int64(st, 1),
+            .index = (const char *)sqlite3_column_text(st, 2),
+            .index_ready = sqlite3_column_int(st, 3),
+        };
+        rc = call->fn(call->ctx, &t, e);
+    }
+    if (rc == 0 && r != SQLITE_DONE) rc = sq_error(c->db, r, e);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_table_stats(store *st, store_stat_fn fn, void *ctx, tr_err *e) {
+    stats_call call = {fn, ctx};
+    return read_tx((sq_store *)st, stats_read, &call, e);
+}
+
 /* ---- open / close ---- */
 
 static const char sq_writer_pragmas[] =
@@ -2032,4 +2068,5 @@ static const store_ops sq_ops = {
     .list_snapshot = sq_list_snapshot,
     .document_deltas = sq_document_deltas,
     .table_shapes = sq_table_shapes,
+    .table_stats = sq_table_stats,
 };

@@ -63,3 +63,7 @@ int store_document_deltas(store *s, const store_deltas_req *rq, store_value_fn f
 int store_table_shapes(store *s, store_shape_fn fn, void *ctx, tr_err *e) {
     return s->ops->table_shapes(s, fn, ctx, e);
 }
+
+int store_table_stats(store *s, store_stat_fn fn, void *ctx, tr_err *e) {
+    return s->ops->table_stats(s, fn, ctx, e);
+}

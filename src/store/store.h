@@ -205,4 +205,16 @@ typedef int (*store_shape_fn)(void *ctx, const char *table, const shape *sh, tr_
 /* The shape of every table's current generation (see shape.h). */
 int store_table_shapes(store *s, store_shape_fn fn, void *ctx, tr_err *e);
 
+/* What the status page and /metrics show of one table (valid during the call only). */
+typedef struct store_table_stat {
+    const char *name;
+    int64_t documents; /* live documents of the current generation */
+    const char *index; /* primary key index, canonical text ([["a"],["b","c"]]); NULL: none */
+    int index_ready;   /* the index is backfilled (0 while backfilling) */
+} store_table_stat;
+typedef int (*store_stat_fn)(void *ctx, const store_table_stat *t, tr_err *e);
+
+/* Every table, in name order (one read transaction). */
+int store_table_stats(store *s, store_stat_fn fn, void *ctx, tr_err *e);
+
 #endif

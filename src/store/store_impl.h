@@ -27,6 +27,7 @@ typedef struct store_ops {
     int (*document_deltas)(store *s, const store_deltas_req *rq, store_value_fn fn, void *ctx,
                            store_deltas_page *out, tr_err *e);
     int (*table_shapes)(store *s, store_shape_fn fn, void *ctx, tr_err *e);
+    int (*table_stats)(store *s, store_stat_fn fn, void *ctx, tr_err *e);
 } store_ops;
 
 /* Every engine's handle starts with this, so a store * can be cast to the engine's type. */
