@@ -7,6 +7,7 @@
  * thread and taken by the main thread with sigwait, so shutdown runs as ordinary code.
  */
 #include "api/api.h"
+#include "api/stats.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "model/names.h"
@@ -114,6 +115,8 @@ static void print_serve_help(void) {
            "  --threads N             connections served at once, one thread each (default %d)\n"
            "  --retention DURATION    keep replaced/deleted versions this long, e.g. 5d, 12h\n"
            "                          (default 5d)\n"
+           "  --public-metrics        serve GET /metrics without credentials (or env\n"
+           "                          TRIBUTARY_PUBLIC_METRICS=1)\n"
            "  --help, --version\n",
            prog, DEFAULT_LISTEN, DEFAULT_DATA_DIR, DEFAULT_THREADS);
 }
@@ -135,11 +138,14 @@ static int cmd_serve(int argc, char **argv) {
     unsigned long long max_body = DEFAULT_MAX_BODY;
     long threads = DEFAULT_THREADS;
     long long retention_ns = 0;
+    const char *pm = getenv("TRIBUTARY_PUBLIC_METRICS");
+    int public_metrics = pm && strcmp(pm, "1") == 0;
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},     {"data-dir", required_argument, 0, 'd'},
         {"admin-key", required_argument, 0, 'k'},  {"max-body-size", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 't'},    {"retention", required_argument, 0, 'r'},
-        {"database-url", required_argument, 0, 'u'}, {"help", no_argument, 0, 'h'},
+        {"database-url", required_argument, 0, 'u'}, {"public-metrics", no_argument, 0, 'p'},
+        {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
     };
     int c;
@@ -150,6 +156,7 @@ static int cmd_serve(int argc, char **argv) {
         case 'd': data_dir = optarg; break;
         case 'k': key = optarg; break;
         case 'u': db_url = optarg; break;
+        case 'p': public_metrics = 1; break;
         case 'm':
             if (parse_size(optarg, &max_body) != 0)
                 return usage_error("serve", "bad --max-body-size '%s'", optarg);
@@ -194,12 +201,20 @@ static int cmd_serve(int argc, char **argv) {
         auth_close(a);
         return fail("serve", &e);
     }
-    api_env env = {.st = st, .version = TRIBUTARY_VERSION};
+    buf storage = BUF_INIT;
+    if (db_url) buf_puts(&storage, "PostgreSQL");
+    else buf_printf(&storage, "SQLite in %s", data_dir);
+    size_t nendpoints = 0;
+    while (api_endpoints[nendpoints]) nendpoints++;
+    api_env env = {.st = st, .version = TRIBUTARY_VERSION, .storage = storage.p,
+                   .stats = api_stats_new(nendpoints), .public_metrics = public_metrics};
     http_config hc = {.listen = listen_addr, .max_body = (size_t)max_body,
                       .max_conns = (unsigned)threads, .env = &env, .auth = a};
     http_server *srv = NULL;
     if (http_start(&hc, &srv, &e) != 0) {
         free(generated);
+        api_stats_free(env.stats);
+        buf_free(&storage);
         store_close(st);
         auth_close(a);
         return fail("serve", &e);
@@ -209,18 +224,16 @@ static int cmd_serve(int argc, char **argv) {
         printf("(shown once; only its hash is kept in %s/admin_key)\n", data_dir);
         free(generated);
     }
-    if (db_url)
-        printf("tributary %s listening on http://%s (PostgreSQL)\n", TRIBUTARY_VERSION,
-               listen_addr);
-    else
-        printf("tributary %s listening on http://%s (SQLite in %s)\n", TRIBUTARY_VERSION,
-               listen_addr, data_dir);
+    printf("tributary %s listening on http://%s (%s)\n", TRIBUTARY_VERSION, listen_addr,
+           storage.p);
     fflush(stdout);
 
     int sig = wait_for_signal();
     fprintf(stderr, "tributary: %s received, finishing requests in flight\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_stop(srv, SHUTDOWN_GRACE_MS);
+    api_stats_free(env.stats);
+    buf_free(&storage);
     store_close(st);
     auth_close(a);
     return 0;

@@ -21,10 +21,15 @@
 
 #define API_SMALL_BODY_LIMIT (2u * 1024 * 1024) /* every endpoint but the import */
 
+typedef struct api_stats api_stats; /* api/stats.h */
+
 /* What endpoints share for the server's lifetime. */
 typedef struct api_env {
     store *st;
     const char *version; /* server version string */
+    const char *storage; /* where the data is, for the status page ("SQLite in ./data") */
+    api_stats *stats;    /* the server's own counters */
+    int public_metrics;  /* /metrics answers without credentials */
 } api_env;
 
 /* Read access to the request beyond its body. */
@@ -42,13 +47,16 @@ typedef struct api_response {
 typedef struct api_endpoint {
     const char *method;
     const char *path;
-    int public_ok;  /* 1: may be called without credentials (checked if present) */
+    int public_ok;  /* API_PUBLIC: may be called without credentials (checked if
+                     * present); API_PUBLIC_METRICS: so when env->public_metrics */
     int big_body;   /* 1: body limit is --max-body-size, else API_SMALL_BODY_LIMIT */
     void *(*open)(const api_env *env, const api_request *rq);
     int (*feed)(void *state, const char *p, size_t n, tr_err *e);
     int (*finish)(void *state, api_response *resp, tr_err *e);
     void (*close)(void *state);
 } api_endpoint;
+
+enum { API_ADMIN = 0, API_PUBLIC = 1, API_PUBLIC_METRICS = 2 };
 
 /* The routing table, NULL-terminated. */
 extern const api_endpoint *const api_endpoints[];
@@ -66,6 +74,8 @@ extern const api_endpoint api_list_snapshot_post_endpoint; /* api/export.c */
 extern const api_endpoint api_deltas_get_endpoint;         /* api/export.c */
 extern const api_endpoint api_deltas_post_endpoint;        /* api/export.c */
 extern const api_endpoint api_export_probe_endpoint;       /* api/export.c */
+extern const api_endpoint api_metrics_endpoint;            /* api/status.c */
+extern const api_endpoint api_status_endpoint;             /* api/status.c */
 
 /* Writes {"code": ..., "message": ...} for e into out. */
 void api_error_json(const tr_err *e, buf *out);

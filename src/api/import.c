@@ -8,6 +8,7 @@
  */
 #include "api/api.h"
 #include "api/import_decode.h"
+#include "api/stats.h"
 #include "util/xalloc.h"
 
 #include <stdlib.h>
@@ -36,6 +37,7 @@ static int import_finish(void *state, api_response *resp, tr_err *e) {
     if (import_decoder_finish(s->dec, &b, e) != 0) return -1;
     store_import_result res = {0, 0, 0};
     if (b.nrecords > 0 && store_import(s->env->st, &b, &res, e) != 0) return -1;
+    if (s->env->stats) api_stats_import(s->env->stats, b.nrecords, &res);
     buf_printf(&resp->body, "{\"messages\":%zu,\"inserted\":%zu,\"replaced\":%zu,\"deleted\":%zu}",
                b.nrecords, res.inserted, res.replaced, res.deleted);
     return 0;

@@ -11,7 +11,7 @@ const api_endpoint *const api_endpoints[] = {
     &api_add_indexes_endpoint, &api_ready_endpoint, &api_version_endpoint,
     &api_json_schemas_endpoint, &api_list_snapshot_get_endpoint,
     &api_list_snapshot_post_endpoint, &api_deltas_get_endpoint, &api_deltas_post_endpoint,
-    &api_export_probe_endpoint,
+    &api_export_probe_endpoint, &api_metrics_endpoint, &api_status_endpoint,
     NULL,
 };
 

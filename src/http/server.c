@@ -13,6 +13,7 @@
  * MHD only lets a response be queued before or after the body.
  */
 #include "http/server.h"
+#include "api/stats.h"
 #include "util/xalloc.h"
 
 #include <arpa/inet.h>
@@ -20,6 +21,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,7 @@ struct http_server {
 typedef struct http_req {
     http_server *srv;
     const api_endpoint *ep;
+    size_t ep_index;     /* ep's place in api_endpoints (past the end: none) */
     void *st;            /* endpoint state */
     api_request rq;
     struct timespec t0;
@@ -137,7 +140,9 @@ static int check_auth(struct MHD_Connection *c, const http_req *r, tr_err *e) {
             return err_set(e, 401, "BadAdminKey", "The provided admin key was invalid for this instance");
         return 0;
     }
-    if (r->ep->public_ok) return 0;
+    if (r->ep->public_ok == API_PUBLIC ||
+        (r->ep->public_ok == API_PUBLIC_METRICS && r->srv->c.env->public_metrics))
+        return 0;
     return err_set(e, 403, "BadDeployKey",
                    "The provided deploy key was invalid for this deployment. Double check that the "
                    "environment this key was generated for matches the desired deployment.");
@@ -247,14 +252,19 @@ static const char *query_value(void *conn, const char *name) {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static const api_endpoint *route(const char *url, const char *method, int *path_known) {
+/* The endpoint for url and method, its index in r->ep_index (past the end: none). */
+static const api_endpoint *route(http_req *r, const char *url, const char *method,
+                                 int *path_known) {
     *path_known = 0;
-    for (const api_endpoint *const *ep = api_endpoints; *ep; ep++) {
-        if (strcmp((*ep)->path, url) != 0) continue;
+    size_t i = 0;
+    for (; api_endpoints[i]; i++) {
+        const api_endpoint *ep = api_endpoints[i];
+        if (strcmp(ep->path, url) != 0) continue;
         *path_known = 1;
-        if (strcmp((*ep)->method, method) == 0) return *ep;
+        if (strcmp(ep->method, method) == 0) break;
     }
-    return NULL;
+    r->ep_index = i;
+    return api_endpoints[i];
 }
 
 static enum MHD_Result first_call(http_server *s, struct MHD_Connection *c, http_req *r,
@@ -262,8 +272,9 @@ static enum MHD_Result first_call(http_server *s, struct MHD_Connection *c, http
     int known;
     tr_err e;
     err_clear(&e);
+    r->ep_index = SIZE_MAX;
     if (check_client(c, r, &e) != 0) return send_error(c, r, &e, 1);
-    r->ep = route(url, method, &known);
+    r->ep = route(r, url, method, &known);
     if (!r->ep) {
         if (known)
             err_set(&e, 405, "MethodNotAllowed", "%s is not allowed on %s", method, url);
@@ -329,11 +340,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return send_error(c, r, &r->err, 0);
 }
 
+/* The request's log line, and its place in the counters (stats.h) when it was answered. */
 static void log_request(const http_req *r,
                         enum MHD_RequestTerminationCode toe) {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
+    if (r->status && r->srv->c.env->stats)
+        api_stats_request(r->srv->c.env->stats, r->ep_index, r->status, ms / 1e3);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
