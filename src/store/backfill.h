@@ -21,7 +21,8 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-#define SQ_BACKFILL_CHUNK 8000 /* documents indexed per backfill transaction */
+#define SQ_BACKFILL_CHUNK 8000 /* documents indexed per backfill step */
+#define SQ_BACKFILL_CHUNKS_MAX 8 /* steps per transaction while nothing else waits */
 #define SQ_RECLAIM_CHUNK 5000  /* rows deleted per reclaim transaction */
 #define SQ_RECLAIM_LOG_ROWS 50 /* change-log rows (each lists a commit's ids) per step */
 

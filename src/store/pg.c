@@ -53,6 +53,7 @@
 #define PG_COMMIT_LOCK "7596902372845318401" /* serialises writers of every process */
 #define PG_SCHEMA_LOCK "7596902372845318402" /* serialises schema creation */
 #define PG_BACKFILL_CHUNK 2000               /* documents indexed per backfill step */
+#define PG_BACKFILL_CHUNKS_MAX 8 /* steps per transaction while nothing else waits */
 #define PG_RECLAIM_CHUNK 5000                /* rows deleted per reclaim step */
 #define PG_RECLAIM_LOG_ROWS 50 /* change-log rows per step (each lists a commit's ids) */
 #define PG_MAX_READERS 16 /* connections for reads per process; more readers wait */
@@ -214,6 +215,7 @@ struct pg_store {
                                tables cache"; name, fields, shape owned; key unset) */
     size_t ntables, cap_tables;
     int64_t group_xid; /* the transaction id of the group that last committed or runs */
+    size_t group_jobs; /* jobs of the running group (see maint_run) */
     int64_t last_ts;
     arena *job_arena;
     arena *doc_arena;
@@ -559,8 +561,12 @@ static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
 static int group_try(pg_store *s, wq_job *head) {
     tr_err fatal;
+    s->group_jobs = 0;
     for (wq_job *j = head; j; j = j->next)
-        if (j->rc == 0) j->rc = 1;
+        if (j->rc == 0 || j->rc == 1) {
+            j->rc = 1;
+            s->group_jobs++;
+        }
     if (group_begin(s, &fatal) != 0) {
         wq_fail_all(head, &fatal);
         return 0;
@@ -1473,11 +1479,20 @@ typedef struct maint_job {
     int more;
 } maint_job;
 
+/* A backfill step that has its transaction to itself goes on with the next chunks while
+ * no job of this process waits, up to PG_BACKFILL_CHUNKS_MAX: fewer commits and lock
+ * rounds, and a job that arrives meanwhile still waits for one chunk at most. */
 static int maint_run(store *st, wq_job *job, int64_t ts, tr_err *e) {
     (void)ts;
     pg_store *s = (pg_store *)st;
     maint_job *mj = (maint_job *)job;
-    return mj->backfill ? backfill_step(s, &mj->more, e) : reclaim_step(s, &mj->more, e);
+    if (!mj->backfill) return reclaim_step(s, &mj->more, e);
+    int chunks = 0;
+    do {
+        if (backfill_step(s, &mj->more, e) != 0) return -1;
+    } while (mj->more && s->group_jobs == 1 && ++chunks < PG_BACKFILL_CHUNKS_MAX &&
+             !wq_waiting(&s->q));
+    return 0;
 }
 
 static int bg_step(pg_store *s, int backfill) {

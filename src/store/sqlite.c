@@ -297,6 +297,7 @@ struct sq_store {
     sq_conn w;
     sq_maint *maint;
     int64_t last_ts;
+    size_t group_jobs; /* jobs of the running group (see maint_run) */
     arena *job_arena; /* per job */
     arena *doc_arena; /* per document parsed */
     buf key;
@@ -493,8 +494,12 @@ static int shapes_save(sq_store *s, tr_err *e) {
  * cost a sub-journal copy of every page a job touches, on every commit. */
 static int group_try(sq_store *s, sq_job *head) {
     tr_err fatal;
+    s->group_jobs = 0;
     for (sq_job *j = head; j; j = j->next)
-        if (j->rc == 0) j->rc = 1;
+        if (j->rc == 0 || j->rc == 1) {
+            j->rc = 1;
+            s->group_jobs++;
+        }
     if (run(&s->w, S_BEGIN_WRITE, &fatal) != 0) {
         wq_fail_all(head, &fatal);
         return 0;
@@ -1040,11 +1045,23 @@ typedef struct maint_job {
     int more;
 } maint_job;
 
+/* A backfill step that has its transaction to itself goes on with the next chunks while
+ * no other job waits, up to SQ_BACKFILL_CHUNKS_MAX: a chunk's entries land on pages all
+ * over the index (keys are random in document order), so the fewer commits the fewer
+ * times each page is written, and a job that arrives meanwhile still waits for one chunk
+ * at most. */
 static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     sq_store *s = (sq_store *)st;
     (void)ts;
     maint_job *mj = (maint_job *)job;
-    if (mj->backfill) return sq_backfill_step(s->maint, &mj->more, e);
+    if (mj->backfill) {
+        int chunks = 0;
+        do {
+            if (sq_backfill_step(s->maint, &mj->more, e) != 0) return -1;
+        } while (mj->more && s->group_jobs == 1 && ++chunks < SQ_BACKFILL_CHUNKS_MAX &&
+                 !wq_waiting(&s->q));
+        return 0;
+    }
     int64_t now = clock_ns(CLOCK_REALTIME);
     int64_t horizon = (now > s->last_ts ? now : s->last_ts) - s->retention_ns;
     /* published before the deletions commit, so a reader that sees them sees this too */
