@@ -53,7 +53,7 @@ api_stats *api_stats_new(size_t nendpoints);
 void api_stats_free(api_stats *s);
 
 /* A finished request: endpoint index (nendpoints or more: none matched), HTTP status
- * sent, seconds from its first byte to its completion. */
+ * sent, seconds from its headers' arrival to its completion. */
 void api_stats_request(api_stats *s, size_t endpoint, int status, double seconds);
 
 /* A successful import of `records` records and what it did. */
