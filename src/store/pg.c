@@ -561,12 +561,7 @@ static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
 static int group_try(pg_store *s, wq_job *head) {
     tr_err fatal;
-    s->group_jobs = 0;
-    for (wq_job *j = head; j; j = j->next)
-        if (j->rc == 0 || j->rc == 1) {
-            j->rc = 1;
-            s->group_jobs++;
-        }
+    s->group_jobs = wq_arm(head);
     if (group_begin(s, &fatal) != 0) {
         wq_fail_all(head, &fatal);
         return 0;

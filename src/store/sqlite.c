@@ -494,12 +494,7 @@ static int shapes_save(sq_store *s, tr_err *e) {
  * cost a sub-journal copy of every page a job touches, on every commit. */
 static int group_try(sq_store *s, sq_job *head) {
     tr_err fatal;
-    s->group_jobs = 0;
-    for (sq_job *j = head; j; j = j->next)
-        if (j->rc == 0 || j->rc == 1) {
-            j->rc = 1;
-            s->group_jobs++;
-        }
+    s->group_jobs = wq_arm(head);
     if (run(&s->w, S_BEGIN_WRITE, &fatal) != 0) {
         wq_fail_all(head, &fatal);
         return 0;

@@ -25,6 +25,16 @@ int wq_waiting(wqueue *q) {
     return waiting;
 }
 
+size_t wq_arm(wq_job *head) {
+    size_t n = 0;
+    for (wq_job *j = head; j; j = j->next) {
+        if (j->rc == -1) continue;
+        j->rc = 1;
+        n++;
+    }
+    return n;
+}
+
 void wq_fail_all(wq_job *head, const tr_err *e) {
     for (wq_job *j = head; j; j = j->next) {
         if (j->rc == -1) continue;

@@ -14,6 +14,7 @@
 #define TR_STORE_WQUEUE_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/store_impl.h"
@@ -56,6 +57,10 @@ int wq_run(wqueue *q, store *s, wq_group_fn group, wq_job *j, tr_err *e);
 /* Whether jobs are waiting for the next group (for the leader: its group will not be the
  * last one for a while). */
 int wq_waiting(wqueue *q);
+
+/* Marks every job of the group not already failed as still to run (rc = 1), at the start
+ * of each attempt at the group's transaction, and returns how many there are. */
+size_t wq_arm(wq_job *head);
 
 /* Gives every job of the group not already failed the error *e (a failed commit). */
 void wq_fail_all(wq_job *head, const tr_err *e);

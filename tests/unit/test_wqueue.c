@@ -1,7 +1,8 @@
 /*
  * test_wqueue.c — the group-commit write queue: every job runs exactly once, gets its own
- * result, groups never overlap, jobs that wait together share a group, and a leader can
- * tell whether jobs wait for the next group.
+ * result, groups never overlap, jobs that wait together share a group, each attempt at a
+ * group counts the jobs still to run, and a leader can tell whether jobs wait for the
+ * next group.
  */
 #include "unit.h"
 
@@ -118,6 +119,17 @@ static void wq_fail_all_spares_jobs_already_failed(void **state) {
     assert_string_equal(c.err.code, "DatabaseUnavailable");
 }
 
+static void wq_arm_counts_the_jobs_still_to_run(void **state) {
+    (void)state;
+    wq_job a = {.rc = 0}, b = {.rc = -1}, c = {.rc = 1};
+    a.next = &b;
+    b.next = &c;
+    assert_int_equal(wq_arm(&a), 2);
+    assert_int_equal(a.rc, 1);
+    assert_int_equal(b.rc, -1);
+    assert_int_equal(c.rc, 1);
+}
+
 /* wq_waiting, as a leader sees it: true while a job waits for the next group, false
  * when its group is the last. */
 typedef struct waiting_store {
@@ -173,6 +185,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_job_runs_once_with_its_own_result),
         cmocka_unit_test(wq_fail_all_spares_jobs_already_failed),
+        cmocka_unit_test(wq_arm_counts_the_jobs_still_to_run),
         cmocka_unit_test(wq_waiting_sees_the_next_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
