@@ -44,11 +44,6 @@
 #define JR_PATH_MAX 200 /* longest location prefix in an error message */
 #define JR_KEY_SHOWN 64 /* bytes of one key shown in a location */
 #define JR_TWO53 9007199254740992ULL
-/* Longest single token (string, key, number, literal) accepted. yajl re-scans a
- * token that spans chunks from its start, so a huge token costs time quadratic in its
- * length; no token this long can be part of a valid 1 MiB document even fully escaped
- * (6 bytes per \uXXXX), so refusing it early loses nothing. */
-#define JR_TOKEN_MAX (8u * 1024 * 1024)
 
 typedef struct jr_slot {
     const char *key;
@@ -683,10 +678,22 @@ void json_reader_free(json_reader *r) {
     free(r);
 }
 
-/* Follows where strings, numbers and literals start and end, to refuse a token longer
- * than JR_TOKEN_MAX before yajl buffers it. Whitespace between tokens costs nothing.
- * Returns 0 when the current token has grown too long. */
-static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
+/* ---- token length limit ----
+ * JSON_TOKEN_MAX: yajl re-scans a token that spans chunks from its start, so a huge
+ * token costs time quadratic in its length; no token this long can be part of a valid
+ * 1 MiB document even fully escaped (6 bytes per \uXXXX), so refusing it early loses
+ * nothing. Tracking runs over every byte of every body, hence the fast path. */
+
+/* Bytes that end a number or literal outside strings. */
+static int jr_token_sep(unsigned char c) {
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == ',' || c == ':' || c == '[' ||
+           c == ']' || c == '{' || c == '}';
+}
+
+/* Follows where strings, numbers and literals start and end, byte by byte, to refuse a
+ * token longer than JSON_TOKEN_MAX before yajl buffers it. Returns 0 when the current
+ * token has grown too long. */
+static int jr_track_exact(json_reader *r, const unsigned char *p, size_t n) {
     size_t len = r->tok_len;
     int in_str = r->tok_in_str, esc = r->tok_esc;
     for (size_t i = 0; i < n; i++) {
@@ -699,17 +706,74 @@ static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
         } else if (c == '"') {
             in_str = 1;
             len = 1;
-        } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == ',' || c == ':' ||
-                   c == '[' || c == ']' || c == '{' || c == '}') {
+        } else if (jr_token_sep(c)) {
             len = 0;
         } else {
             len++;
         }
-        if (len > JR_TOKEN_MAX) return 0;
+        if (len > JSON_TOKEN_MAX) return 0;
     }
     r->tok_len = len;
     r->tok_in_str = in_str;
     r->tok_esc = esc;
+    return 1;
+}
+
+/* Whether p[0, n) holds an odd number of '"', eight bytes at a time: a byte of
+ * x ^ 0x22.. is zero exactly where a quote was, the expression marks exactly those bytes
+ * with their top bit (no carry crosses a byte), and XOR keeps the count's parity. */
+static int jr_quotes_odd(const unsigned char *p, size_t n) {
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL, quotes = 0x2222222222222222ULL;
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        x ^= quotes;
+        acc ^= ~(((x & low7) + low7) | x | low7);
+    }
+    int odd = __builtin_parityll(acc);
+    for (; i < n; i++) odd ^= p[i] == '"';
+    return odd;
+}
+
+/* The same as jr_track_exact for bytes without a backslash, outside an escape, without
+ * the byte loop: there every quote opens or closes a string, so the state at the end
+ * follows from the quotes' parity and what comes after the last one. When no token in
+ * the stretch can exceed the limit (tok_len + n within it), only that end state counts. */
+static int jr_track_plain(json_reader *r, const unsigned char *p, size_t n) {
+    if (r->tok_len + n > JSON_TOKEN_MAX) return jr_track_exact(r, p, n);
+    int in_str = r->tok_in_str ^ jr_quotes_odd(p, n);
+    const unsigned char *q = memrchr(p, '"', n);
+    size_t after = q ? (size_t)(q - p) + 1 : 0; /* the stretch after the last quote */
+    if (in_str) {
+        r->tok_len = q ? n - after + 1 : r->tok_len + n;
+    } else {
+        size_t j = n;
+        while (j > after && !jr_token_sep(p[j - 1])) j--;
+        r->tok_len = j == 0 ? r->tok_len + n : n - j;
+    }
+    r->tok_in_str = in_str;
+    return 1;
+}
+
+/* Token tracking over a chunk: the stretches between backslashes go the fast way, each
+ * backslash and the byte it escapes the exact way. Whitespace between tokens costs
+ * nothing. Returns 0 when the current token has grown too long. */
+static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (!r->tok_esc) {
+            const unsigned char *b = memchr(p + i, '\\', n - i);
+            size_t end = b ? (size_t)(b - p) : n;
+            if (end > i && !jr_track_plain(r, p + i, end - i)) return 0;
+            i = end;
+            if (i == n) break;
+        }
+        size_t step = n - i < 2 ? n - i : 2;
+        if (!jr_track_exact(r, p + i, step)) return 0;
+        i += step;
+    }
     return 1;
 }
 
@@ -719,7 +783,7 @@ int json_reader_feed(json_reader *r, const void *p, size_t n, tr_err *e) {
     size_t ok = jr_scan(r, b, n);
     if (!jr_track_tokens(r, b, ok)) {
         jr_fail(r, r->nlv, "ValueTooLargeError", "a single JSON value is longer than %u bytes",
-                JR_TOKEN_MAX);
+                JSON_TOKEN_MAX);
         return jr_error_out(r, e);
     }
     if (ok && jr_parse(r, b, ok) < 0) return jr_error_out(r, e);

@@ -54,6 +54,11 @@ typedef struct json_reader_opts {
 json_reader *json_reader_new(const json_reader_opts *o, arena *root_arena, arena *elem_arena);
 void json_reader_free(json_reader *r);
 
+/* Longest single token (string with its opening quote and escapes as written, number,
+ * literal) accepted; a longer one is refused with 400 ValueTooLargeError as soon as it
+ * has grown past this, however it is split into chunks. */
+#define JSON_TOKEN_MAX (8u * 1024 * 1024)
+
 /* Feeds the next chunk. Syntax errors: 400 BadJsonBody with yajl's description. */
 int json_reader_feed(json_reader *r, const void *p, size_t n, tr_err *e);
 

@@ -559,7 +559,7 @@ static void test_huge_token_refused_early(void **state) {
     }
     assert_int_equal(rc, -1);
     assert_string_equal(e.code, "ValueTooLargeError");
-    assert_true(fed >= 8u * 1024 * 1024 && fed < 9u * 1024 * 1024);
+    assert_true(fed >= JSON_TOKEN_MAX && fed < JSON_TOKEN_MAX + sizeof chunk);
     json_reader_free(r);
 
     /* whitespace between tokens is no token: 12 MiB of it is fine */
@@ -573,6 +573,91 @@ static void test_huge_token_refused_early(void **state) {
     assert_int_equal(json_reader_finish(r, &root, &e), 0);
     json_reader_free(r);
     arena_free(ea);
+}
+
+/* The limit holds to the byte for a string full of escaped quotes and backslashes (so a
+ * tracker that took an escaped quote for the end would miss it), and for a number, after
+ * 3 MiB of short strings (every quote counts), fed in chunks that end right after a backslash (the
+ * escape carries over) or at odd places. */
+typedef struct token_case {
+    char *text;
+    size_t len;
+} token_case;
+
+static token_case long_token(size_t token_len, int number) {
+    static const char head[] = "{\"messages\":[";
+    static const char filler[] = "{\"k\":\"v\",\"n\":[12,\"\"],\"s\":\"quoted\"},";
+    const char *last = number ? "{\"data\":" : "{\"data\":\"", *tail = number ? "}]}" : "\"}]}";
+    static const char unit[] = "ab\\\"c,d\\\\e: ]f\\n"; /* raw: ab\"c,d\\e: ]f\n */
+    const size_t fillers = 3u * 1024 * 1024 / strlen(filler), ul = strlen(unit);
+    token_case t;
+    t.text = malloc(strlen(head) + fillers * strlen(filler) + strlen(last) + token_len +
+                    strlen(tail) + 1);
+    assert_non_null(t.text);
+    size_t at = 0;
+    memcpy(t.text, head, strlen(head));
+    at += strlen(head);
+    for (size_t i = 0; i < fillers; i++, at += strlen(filler))
+        memcpy(t.text + at, filler, strlen(filler));
+    memcpy(t.text + at, last, strlen(last));
+    at += strlen(last);
+    size_t end = number ? at + token_len : at - 1 + token_len; /* the opening quote counts */
+    while (!number && at + ul <= end) {
+        memcpy(t.text + at, unit, ul);
+        at += ul;
+    }
+    memset(t.text + at, number ? '7' : 'x', end - at);
+    memcpy(t.text + end, tail, strlen(tail) + 1);
+    t.len = end + strlen(tail);
+    return t;
+}
+
+/* Feeds t in chunks of about `chunk` bytes, each cut right after a backslash when
+ * after_backslash is set; returns the error code, "" when all of it was accepted. */
+static const char *feed_token_case(const token_case *t, size_t chunk, int after_backslash) {
+    static char code[64];
+    arena *ea = arena_new();
+    json_reader_opts o = {.stream_key = "messages"};
+    json_reader *r = json_reader_new(&o, ta, ea);
+    tr_err e;
+    err_clear(&e);
+    int rc = 0;
+    size_t at = 0;
+    while (rc == 0 && at < t->len) {
+        size_t n = t->len - at < chunk ? t->len - at : chunk;
+        if (after_backslash) {
+            const char *b = memchr(t->text + at + n - 1, '\\', t->len - at - n + 1);
+            if (b) n = (size_t)(b - (t->text + at)) + 1;
+        }
+        rc = json_reader_feed(r, t->text + at, n, &e);
+        at += n;
+    }
+    val *root;
+    if (rc == 0) rc = json_reader_finish(r, &root, &e);
+    snprintf(code, sizeof code, "%s", rc == 0 ? "" : e.code);
+    json_reader_free(r);
+    arena_free(ea);
+    return code;
+}
+
+static void test_token_limit_exact_with_escapes(void **state) {
+    (void)state;
+    size_t chunks[] = {1u << 20, (1u << 20) + 7};
+    for (int number = 0; number < 2; number++) {
+        token_case fits = long_token(JSON_TOKEN_MAX, number);
+        token_case over = long_token(JSON_TOKEN_MAX + 1, number);
+        for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+            for (int after_backslash = 0; after_backslash < 2; after_backslash++) {
+                /* a number that long is out of range, but not refused for its length */
+                assert_string_equal(feed_token_case(&fits, chunks[i], after_backslash),
+                                    number ? "BadJsonBody" : "");
+                assert_string_equal(feed_token_case(&over, chunks[i], after_backslash),
+                                    "ValueTooLargeError");
+            }
+        }
+        free(fits.text);
+        free(over.text);
+    }
 }
 
 int main(void) {
@@ -596,6 +681,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_on_element_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_memory_stays_flat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_huge_token_refused_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_limit_exact_with_escapes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
