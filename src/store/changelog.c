@@ -3,7 +3,8 @@
  *
  * Entries are appended as operations happen and resolved once, at the end, by sorting on
  * (tablet, id, order of arrival): no hash table, and the sort also gives the id order
- * the rows are stored in. A job may touch a document more than once only through dedup
+ * the rows are stored in. New ids grow with their sequence number, so an append job's
+ * entries arrive sorted already and the sort is skipped. A job may touch a document more than once only through dedup
  * (written, then replaced or deleted, by later records of the same batch).
  */
 #include "store/changelog.h"
@@ -59,9 +60,15 @@ static int chg_cmp(const void *pa, const void *pb) {
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
+static int chg_sorted(const chg_log *l) {
+    for (size_t i = 1; i < l->n; i++)
+        if (chg_cmp(&l->e[i - 1], &l->e[i]) > 0) return 0;
+    return 1;
+}
+
 int chg_rows(chg_log *l, buf *ids, buf *deleted, chg_row_fn fn, void *ctx, tr_err *e) {
     if (!l->n) return 0;
-    qsort(l->e, l->n, sizeof *l->e, chg_cmp);
+    if (!chg_sorted(l)) qsort(l->e, l->n, sizeof *l->e, chg_cmp);
     size_t i = 0;
     while (i < l->n) {
         int64_t tablet = l->e[i].tablet;
