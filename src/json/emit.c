@@ -22,11 +22,11 @@
 
 #define JE_TWO53 9007199254740992.0
 
-/* 0: copy as is; 1: needs an escape; 2: first byte of a multi-byte sequence to check. */
-static int je_kind(unsigned char c) {
-    if (c >= 0x80) return 2;
-    return c < 0x20 || c == '"' || c == '\\';
-}
+/* 0: copy as is; 1: needs an escape; 2: first byte of a multi-byte sequence to check.
+ * A table, as this is looked up for every byte of every stored string. */
+static const unsigned char je_kind[256] = {
+    [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+};
 
 static void je_escape(unsigned char c, buf *out) {
     static const char hex[] = "0123456789abcdef";
@@ -48,19 +48,16 @@ void json_emit_string(const char *str, size_t n, buf *out) {
     size_t i = 0, run = 0;
     buf_reserve(out, n + 2);
     buf_putc(out, '"');
-    while (i < n) {
-        int k = je_kind(s[i]);
-        if (k == 0) {
-            i++;
-            continue;
-        }
-        size_t len = k == 2 ? utf8_seq(s + i, n - i) : 0;
+    for (;;) {
+        while (i < n && !je_kind[s[i]]) i++;
+        if (i == n) break;
+        size_t len = je_kind[s[i]] == 2 ? utf8_seq(s + i, n - i) : 0;
         if (len) {
             i += len;
             continue;
         }
         buf_append(out, s + run, i - run);
-        if (k == 1) je_escape(s[i], out);
+        if (je_kind[s[i]] == 1) je_escape(s[i], out);
         else buf_append(out, "\xEF\xBF\xBD", 3);
         run = ++i;
     }

@@ -31,15 +31,6 @@ void buf_reserve(buf *b, size_t more) {
     buf_grow(b, b->len + more + 1);
 }
 
-void buf_append(buf *b, const void *p, size_t n) {
-    buf_reserve(b, n);
-    if (n) memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-
-void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
 
 void buf_vprintf(buf *b, const char *fmt, va_list ap) {
     va_list ap2;
