@@ -44,6 +44,7 @@
 #define JR_PATH_MAX 200 /* longest location prefix in an error message */
 #define JR_KEY_SHOWN 64 /* bytes of one key shown in a location */
 #define JR_TWO53 9007199254740992ULL
+#define JR_PLAIN_MIN 16 /* shortest stretch jr_track_plain takes (jr_track_tokens) */
 
 typedef struct jr_slot {
     const char *key;
@@ -758,7 +759,8 @@ static int jr_track_plain(json_reader *r, const unsigned char *p, size_t n) {
 }
 
 /* Token tracking over a chunk: the stretches between backslashes go the fast way, each
- * backslash and the byte it escapes the exact way. Whitespace between tokens costs
+ * backslash and the byte it escapes the exact way, and so do stretches too short for the
+ * fast way's fixed cost (text full of escapes). Whitespace between tokens costs
  * nothing. Returns 0 when the current token has grown too long. */
 static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
     size_t i = 0;
@@ -766,7 +768,9 @@ static int jr_track_tokens(json_reader *r, const unsigned char *p, size_t n) {
         if (!r->tok_esc) {
             const unsigned char *b = memchr(p + i, '\\', n - i);
             size_t end = b ? (size_t)(b - p) : n;
-            if (end > i && !jr_track_plain(r, p + i, end - i)) return 0;
+            int ok = end - i < JR_PLAIN_MIN ? jr_track_exact(r, p + i, end - i)
+                                            : jr_track_plain(r, p + i, end - i);
+            if (!ok) return 0;
             i = end;
             if (i == n) break;
         }
