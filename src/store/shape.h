@@ -8,9 +8,10 @@
  * for objects, each field with its shape and whether some object lacked it (optional).
  *
  * Every document stored widens the shape. shape_add_doc reads the stored Convex JSON text
- * directly, without building a value tree; the store runs it on the request's own thread
- * into a shape of the batch, and the single writer only merges that small shape into the
- * table's (shape_merge) and persists the result when it changed. Shapes only widen: a document replaced or
+ * directly, without building a value tree; shape_add_val walks the tree the import
+ * decoder has anyway. Either runs on the request's own thread into a shape of the batch,
+ * and the single writer only merges that small shape into the table's (shape_merge) and
+ * persists the result when it changed. Shapes only widen: a document replaced or
  * deleted later does not narrow them, so the schema always accepts every stored document
  * and may also accept some that are gone. A table cleared with clear_tables starts a fresh
  * generation and so a fresh, empty shape.
@@ -24,6 +25,7 @@
 
 #include <stddef.h>
 
+#include "model/value.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -40,6 +42,11 @@ void shape_free(shape *s);
  * changed, and left alone otherwise. Returns -1 (s possibly half widened, still valid)
  * when doc is not such a text. */
 int shape_add_doc(shape *s, const char *doc, size_t len, int *changed);
+
+/* The same for a document's value tree: s widens exactly as shape_add_doc would on the
+ * text json_emit_convex writes for doc. doc is a normalised document (doc_normalize: no
+ * field name starts with '$'), as deep as the reader that built it allows. */
+void shape_add_val(shape *s, const val *doc, int *changed);
 
 /* Widens dst so that it also describes every document src describes, as if those
  * documents had been added to dst one by one (except which fields an object that

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "json/emit.h"
 #include "json/reader.h"
 #include "util/arena.h"
 #include "util/buf.h"
@@ -246,6 +247,85 @@ static void too_many_fields_make_an_open_object(void **state) {
     arena_free(a);
 }
 
+/* Random documents as Convex JSON text: every value type, the special floats, nested
+ * objects and arrays, field names that need escaping, fields present in some documents
+ * and not others. */
+static unsigned rnd(unsigned *seed, unsigned n) {
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 16) % n;
+}
+
+static void random_value(unsigned *seed, int depth, buf *out) {
+    static const char *const scalars[] = {
+        "null", "true", "false", "12", "-3.25", "1e300", "0", "-0", "\"s\"", "\"q\\\"\\n\"",
+        "{\"$integer\":\"AQAAAAAAAAA=\"}", "{\"$float\":\"AAAAAAAAAIA=\"}",
+        "{\"$float\":\"AAAAAAAA+H8=\"}", "0.1000000000000000055511151231257827",
+        "123456789012345678901234567890",
+    };
+    static const char *const names[] = {"a", "b", "c", "k\\\"q", "k\\\\b", "\xc3\xbc", "t\\t"};
+    unsigned kind = depth > 3 ? 0 : rnd(seed, 4);
+    if (kind < 2) {
+        buf_puts(out, scalars[rnd(seed, sizeof scalars / sizeof *scalars)]);
+    } else if (kind == 2) {
+        buf_putc(out, '[');
+        for (unsigned i = 0, n = rnd(seed, 4); i < n; i++) {
+            if (i) buf_putc(out, ',');
+            random_value(seed, depth + 1, out);
+        }
+        buf_putc(out, ']');
+    } else {
+        buf_putc(out, '{');
+        unsigned used = 0;
+        for (unsigned i = 0, n = rnd(seed, 5); i < n; i++) {
+            unsigned k = rnd(seed, sizeof names / sizeof *names);
+            if (used & 1u << k) continue;
+            used |= 1u << k;
+            if (used != 1u << k) buf_putc(out, ',');
+            buf_printf(out, "\"%s\":", names[k]);
+            random_value(seed, depth + 1, out);
+        }
+        buf_putc(out, '}');
+    }
+}
+
+/* shape_add_val on a document's tree widens a shape exactly as shape_add_doc on the text
+ * json_emit_convex writes for it, document after document. */
+static void value_trees_widen_as_their_text(void **state) {
+    (void)state;
+    unsigned seed = 7;
+    for (int table = 0; table < 200; table++) {
+        shape *from_text = shape_new(), *from_tree = shape_new();
+        for (int d = 0; d < 6; d++) {
+            arena *a = arena_new();
+            buf in = BUF_INIT, text = BUF_INIT;
+            buf_putc(&in, '{');
+            for (unsigned i = 0, n = 1 + rnd(&seed, 4); i < n; i++)
+                buf_printf(&in, "%s\"f%u\":", i ? "," : "", rnd(&seed, 6)), random_value(&seed, 1, &in);
+            buf_putc(&in, '}');
+            val *v;
+            tr_err e;
+            if (json_parse(a, in.p, in.len, 64, JSON_CONVEX, &v, &e) != 0)
+                fail_msg("%s: %s", e.message, in.p);
+            json_emit_convex(v, &text);
+            int c1 = 0, c2 = 0;
+            if (shape_add_doc(from_text, text.p, text.len, &c1) != 0) fail_msg("%s", text.p);
+            shape_add_val(from_tree, v, &c2);
+            assert_int_equal(c1, c2);
+            buf x = BUF_INIT, y = BUF_INIT;
+            shape_write(from_text, &x);
+            shape_write(from_tree, &y);
+            if (strcmp(x.p, y.p) != 0) fail_msg("after %s:\n text %s\n tree %s", text.p, x.p, y.p);
+            buf_free(&x);
+            buf_free(&y);
+            buf_free(&in);
+            buf_free(&text);
+            arena_free(a);
+        }
+        shape_free(from_text);
+        shape_free(from_tree);
+    }
+}
+
 static void malformed_texts_are_refused(void **state) {
     (void)state;
     const char *bad[] = {"", "[1]", "{\"a\":", "{\"a\":1} x", "{\"a\" 1}", "{\"a\":\"x}",
@@ -269,6 +349,7 @@ int main(void) {
         cmocka_unit_test(persistent_form_round_trips),
         cmocka_unit_test(merging_batches_equals_adding_documents),
         cmocka_unit_test(too_many_fields_make_an_open_object),
+        cmocka_unit_test(value_trees_widen_as_their_text),
         cmocka_unit_test(malformed_texts_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
