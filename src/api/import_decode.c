@@ -12,6 +12,10 @@
  * messages are normalised as append records and kept with their raw table name; at the
  * end, those that belong to dedup streams are re-read from their stored bytes to drop
  * the CDC fields and compute the key. Only that unusual order pays the second pass.
+ *
+ * Each stream's shape (store/shape.h) is widened from the trees while they are at hand,
+ * so the store need not re-read the texts for it; after that unusual order (or a second
+ * "tables") the batch carries no shapes and the store builds them from the texts.
  */
 #include "api/import_decode.h"
 #include "json/emit.h"
@@ -43,6 +47,9 @@ struct import_decoder {
     buf keys;         /* encoded primary keys of dedup records */
     buf pending;      /* raw table names of records whose stream is pending, NUL-separated */
     size_t *pending_name; /* per record: offset into pending (only for pending records) */
+    shape **shapes;       /* per stream: its written documents' shape (NULL: none yet) */
+    size_t nshapes;       /* entries of shapes (the first "tables" decides) */
+    int no_shapes;        /* a record came before "tables", or "tables" came twice */
 };
 
 typedef struct import_decoder import_state;
@@ -64,6 +71,12 @@ static int read_tables(import_state *s, val *tables, tr_err *e) {
                        val_type_name(tables->type));
     s->streams = arena_alloc(s->root, (tables->u.o.n + 1) * sizeof *s->streams);
     s->nstreams = 0;
+    if (s->shapes) {
+        s->no_shapes = 1;
+    } else {
+        s->nshapes = tables->u.o.n;
+        s->shapes = xcalloc(s->nshapes + 1, sizeof *s->shapes);
+    }
     for (size_t i = 0; i < tables->u.o.n; i++) {
         const val_field *f = &tables->u.o.fields[i];
         store_stream st;
@@ -129,6 +142,12 @@ static int add_record(import_state *s, store_record *r, const store_stream *st, 
     r->doc_off = s->docs.len;
     json_emit_convex(data, &s->docs);
     r->doc_len = s->docs.len - r->doc_off;
+    if (!st) s->no_shapes = 1;
+    if (!s->no_shapes && !r->deleted) {
+        if (!s->shapes[r->stream]) s->shapes[r->stream] = shape_new();
+        int changed = 0;
+        shape_add_val(s->shapes[r->stream], data, &changed);
+    }
     return 0;
 }
 
@@ -243,6 +262,7 @@ int import_decoder_finish(import_decoder *s, store_batch *out, tr_err *e) {
     out->nrecords = s->nrecs;
     out->docs = s->docs.p;
     out->keys = (const unsigned char *)s->keys.p;
+    out->shapes = s->no_shapes ? NULL : s->shapes;
     return 0;
 }
 
@@ -256,5 +276,7 @@ void import_decoder_free(import_decoder *s) {
     buf_free(&s->pending);
     free(s->recs);
     free(s->pending_name);
+    for (size_t i = 0; i < s->nshapes; i++) shape_free(s->shapes[i]);
+    free(s->shapes);
     free(s);
 }

@@ -10,11 +10,16 @@
 #include "store/store_impl.h"
 #include "util/xalloc.h"
 
-/* The shape of each stream's written documents, built on the caller's thread so the
- * writer only has to merge one small shape per table. */
+/* The shape of each stream's written documents, on the caller's thread so the writer
+ * only has to merge one small shape per table: the batch's own (the import decoder
+ * builds them from the trees it has anyway), or scanned from the stored texts. */
 int batch_shapes(const store_batch *b, shape ***out, tr_err *e) {
     shape **sh = xcalloc(b->nstreams ? b->nstreams : 1, sizeof *sh);
     *out = sh;
+    if (b->shapes) {
+        for (size_t i = 0; i < b->nstreams; i++) sh[i] = b->shapes[i];
+        return 0;
+    }
     for (size_t i = 0; i < b->nrecords; i++) {
         const store_record *rec = &b->records[i];
         if (rec->stream >= b->nstreams || (rec->deleted && b->streams[rec->stream].dedup))
@@ -28,7 +33,7 @@ int batch_shapes(const store_batch *b, shape ***out, tr_err *e) {
 }
 
 void batch_shapes_free(const store_batch *b, shape **sh) {
-    for (size_t i = 0; sh && i < b->nstreams; i++) shape_free(sh[i]);
+    for (size_t i = 0; sh && !b->shapes && i < b->nstreams; i++) shape_free(sh[i]);
     free(sh);
 }
 

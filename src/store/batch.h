@@ -14,8 +14,9 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-/* *out[stream] = the shape of the documents that stream writes (NULL: none); free it
- * with batch_shapes_free even when this fails. */
+/* *out[stream] = the shape of the documents that stream writes (NULL: none): the
+ * batch's own shapes when it has them, else built from its texts; free it with
+ * batch_shapes_free even when this fails. */
 int batch_shapes(const store_batch *b, shape ***out, tr_err *e);
 void batch_shapes_free(const store_batch *b, shape **sh);
 

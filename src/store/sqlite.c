@@ -19,8 +19,9 @@
  * timestamps continue above it even if the clock went back.
  *
  * Every import also widens the inferred shapes of the tables it writes (shape.h): the
- * caller scans its batch into small shapes before queueing, the job merges them into the
- * cached table shapes, and the group saves the changed ones before it commits.
+ * batch brings small shapes (or the caller scans its texts into them) before queueing,
+ * the job merges them into the cached table shapes, and the group saves the changed ones
+ * before it commits.
  *
  * Reads (indexes_ready, export, the streaming-export API) use a pool of read-only
  * connections, one read transaction per call; in readonly mode

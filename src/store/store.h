@@ -66,6 +66,10 @@ typedef struct store_batch {
     size_t nrecords;
     const char *docs;
     const unsigned char *keys;
+    /* Optional: shapes[stream] = the shape of the documents the stream writes (NULL: it
+     * writes none), built by the caller from the documents' trees (shape_add_val); the
+     * batch's owner frees them. NULL: the store builds them from `docs`. */
+    shape *const *shapes;
 } store_batch;
 
 typedef struct store_import_result {

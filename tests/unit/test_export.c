@@ -68,7 +68,7 @@ static void w_rec(wbatch *b, uint32_t stream, int key, const char *v, int delete
 
 static void w_commit(store *s, wbatch *b) {
     store_batch batch = {b->streams, b->nstreams, b->recs, b->nrecs, b->docs.p,
-                         (const unsigned char *)b->keys.p};
+                         (const unsigned char *)b->keys.p, NULL};
     store_import_result r;
     tr_err e;
     if (store_import(s, &batch, &r, &e) != 0) fail_msg("import: %s %s", e.code, e.message);

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include "api/import_decode.h"
+#include "store/batch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,59 @@ static void errors_name_the_place(void **state) {
     expect_error(body, 400, "InvalidTableName", NULL);
 }
 
+/* The shapes the decoder hands the store: per stream, what scanning the stream's stored
+ * texts gives (deletions and other streams' records left out); none after messages that
+ * came before "tables", and the store then scans the texts. */
+static void shape_texts(const shape *s, buf *out) {
+    buf_reset(out);
+    if (s) shape_write(s, out);
+    else buf_puts(out, "none");
+}
+
+static void expect_shapes_as_texts(const decoded *r) {
+    store_batch texts = r->b;
+    texts.shapes = NULL;
+    shape **want;
+    tr_err e;
+    assert_int_equal(batch_shapes(&texts, &want, &e), 0);
+    buf x = BUF_INIT, y = BUF_INIT;
+    for (size_t i = 0; i < r->b.nstreams; i++) {
+        shape_texts(want[i], &x);
+        shape_texts(r->b.shapes[i], &y);
+        assert_string_equal(y.p, x.p);
+    }
+    buf_free(&x);
+    buf_free(&y);
+    batch_shapes_free(&texts, want);
+}
+
+static void shapes_from_the_trees(void **state) {
+    (void)state;
+    const char *messages =
+        "\"messages\":["
+        "{\"tableName\":\"users\",\"data\":{\"id\":1,\"tags\":[\"a\",2.5],\"q\\\"k\":null}},"
+        "{\"tableName\":\"log\",\"data\":{\"n\":{\"$x\":-0.0},\"big\":123456789012345678}},"
+        "{\"tableName\":\"users\",\"data\":{\"id\":2,\"_ab_cdc_deleted_at\":\"2024\",\"z\":1}},"
+        "{\"tableName\":\"users\",\"data\":{\"id\":3,\"o\":{\"p\":{}}}}]";
+    const char *tables = "\"tables\":{\"users\":{\"primaryKey\":[[\"id\"]],\"jsonSchema\":null},"
+                         "\"log\":{\"jsonSchema\":null},\"unused\":{\"jsonSchema\":null}}";
+    char body[2048];
+    snprintf(body, sizeof body, "{%s,%s}", tables, messages);
+    for (size_t chunk = 0; chunk < 30; chunk += 11) {
+        decoded r = decode(body, chunk);
+        assert_int_equal(r.rc, 0);
+        assert_non_null(r.b.shapes);
+        assert_null(r.b.shapes[2]); /* "unused" writes nothing */
+        expect_shapes_as_texts(&r);
+        import_decoder_free(r.d);
+    }
+    snprintf(body, sizeof body, "{%s,%s}", messages, tables);
+    decoded r = decode(body, 0);
+    assert_int_equal(r.rc, 0);
+    assert_null(r.b.shapes);
+    import_decoder_free(r.d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(append_and_dedup_records),
@@ -177,6 +231,7 @@ int main(void) {
         cmocka_unit_test(same_key_gives_same_bytes),
         cmocka_unit_test(empty_messages_are_fine),
         cmocka_unit_test(errors_name_the_place),
+        cmocka_unit_test(shapes_from_the_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
