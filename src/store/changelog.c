@@ -4,8 +4,9 @@
  * Entries are appended as operations happen and resolved once, at the end, by sorting on
  * (tablet, id, order of arrival): no hash table, and the sort also gives the id order
  * the rows are stored in. New ids grow with their sequence number, so an append job's
- * entries arrive sorted already and the sort is skipped. A job may touch a document more than once only through dedup
- * (written, then replaced or deleted, by later records of the same batch).
+ * entries arrive sorted already and the sort is skipped. A job may touch a document more
+ * than once only through dedup (written, then replaced or deleted, by later records of
+ * the same batch).
  */
 #include "store/changelog.h"
 

@@ -299,8 +299,10 @@ static void value_trees_widen_as_their_text(void **state) {
             arena *a = arena_new();
             buf in = BUF_INIT, text = BUF_INIT;
             buf_putc(&in, '{');
-            for (unsigned i = 0, n = 1 + rnd(&seed, 4); i < n; i++)
-                buf_printf(&in, "%s\"f%u\":", i ? "," : "", rnd(&seed, 6)), random_value(&seed, 1, &in);
+            for (unsigned i = 0, n = 1 + rnd(&seed, 4); i < n; i++) {
+                buf_printf(&in, "%s\"f%u\":", i ? "," : "", rnd(&seed, 6));
+                random_value(&seed, 1, &in);
+            }
             buf_putc(&in, '}');
             val *v;
             tr_err e;
