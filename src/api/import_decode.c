@@ -14,8 +14,8 @@
  * the CDC fields and compute the key. Only that unusual order pays the second pass.
  *
  * Each stream's shape (store/shape.h) is widened from the trees while they are at hand,
- * so the store need not re-read the texts for it; after that unusual order (or a second
- * "tables") the batch carries no shapes and the store builds them from the texts.
+ * so the store need not re-read the texts for it; after that unusual order the batch
+ * carries no shapes and the store builds them from the texts.
  */
 #include "api/import_decode.h"
 #include "json/emit.h"
@@ -48,8 +48,7 @@ struct import_decoder {
     buf pending;      /* raw table names of records whose stream is pending, NUL-separated */
     size_t *pending_name; /* per record: offset into pending (only for pending records) */
     shape **shapes;       /* per stream: its written documents' shape (NULL: none yet) */
-    size_t nshapes;       /* entries of shapes (the first "tables" decides) */
-    int no_shapes;        /* a record came before "tables", or "tables" came twice */
+    int no_shapes;        /* a record came before "tables" */
 };
 
 typedef struct import_decoder import_state;
@@ -66,17 +65,16 @@ static const store_stream *find_stream(const import_state *s, const char *table,
 
 /* tables: {"<stream>": {"primaryKey": [[...]] | null | absent, "jsonSchema": any}} */
 static int read_tables(import_state *s, val *tables, tr_err *e) {
+    /* Messages already read were matched against the first one (and the dedup ones
+     * stripped of their CDC fields): a second one cannot win as a duplicate key would. */
+    if (s->have_tables)
+        return err_set(e, 400, "BadJsonBody", "tables: the field appears twice in the body");
     if (tables->type != VAL_OBJECT)
         return err_set(e, 400, "BadJsonBody", "tables: expected an object, got %s",
                        val_type_name(tables->type));
     s->streams = arena_alloc(s->root, (tables->u.o.n + 1) * sizeof *s->streams);
     s->nstreams = 0;
-    if (s->shapes) {
-        s->no_shapes = 1;
-    } else {
-        s->nshapes = tables->u.o.n;
-        s->shapes = xcalloc(s->nshapes + 1, sizeof *s->shapes);
-    }
+    s->shapes = xcalloc(tables->u.o.n + 1, sizeof *s->shapes);
     for (size_t i = 0; i < tables->u.o.n; i++) {
         const val_field *f = &tables->u.o.fields[i];
         store_stream st;
@@ -276,7 +274,7 @@ void import_decoder_free(import_decoder *s) {
     buf_free(&s->pending);
     free(s->recs);
     free(s->pending_name);
-    for (size_t i = 0; i < s->nshapes; i++) shape_free(s->shapes[i]);
+    for (size_t i = 0; s->shapes && i < s->nstreams; i++) shape_free(s->shapes[i]);
     free(s->shapes);
     free(s);
 }

@@ -137,6 +137,10 @@ static void errors_name_the_place(void **state) {
     snprintf(body, sizeof body, "%s\"messages\":[{\"tableName\":\"t\",\"data\":{}},"
              "{\"tableName\":\"t\",\"data\":[1]}]}", tables);
     expect_error(body, 400, "InvalidRecord", "messages[1].data");
+    /* the messages read so far were matched against the first "tables" */
+    expect_error("{\"tables\":{\"a\":{\"jsonSchema\":null}},\"messages\":[{\"tableName\":\"a\","
+                 "\"data\":{}}],\"tables\":{\"b\":{\"jsonSchema\":null}}}",
+                 400, "BadJsonBody", "tables: the field appears twice");
     snprintf(body, sizeof body, "%s\"messages\":[{\"tableName\":\"zz\",\"data\":{}}]}", tables);
     expect_error(body, 400, "MissingStream", "zz");
     snprintf(body, sizeof body, "%s\"messages\":[{\"data\":{}}]}", tables);
