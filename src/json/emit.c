@@ -65,6 +65,13 @@ void json_emit_string(const char *str, size_t n, buf *out) {
     buf_putc(out, '"');
 }
 
+int json_string_verbatim(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n; i++)
+        if (je_kind[s[i]]) return 0;
+    return 1;
+}
+
 /* Whether text is -?[0-9]+, i.e. would be read as an integer literal. */
 static int je_int_literal(const char *t) {
     if (*t == '-') t++;

@@ -22,6 +22,10 @@ void json_emit_clean(const val *v, buf *out);
  * U+FFFD so the output is always valid JSON. */
 void json_emit_string(const char *s, size_t n, buf *out);
 
+/* Whether json_emit_string writes s[0, n) as it is between its quotes (nothing to
+ * escape and nothing to check; some other texts come out unchanged too). */
+int json_string_verbatim(const char *s, size_t n);
+
 /* A finite double, shortest round-trip form ("1", "0.1", "1e+300"). */
 void json_emit_double(double d, buf *out);
 /* The same text for a float whose decimal form is known (val.dec, nonzero): what

@@ -299,16 +299,6 @@ int shape_add_doc(shape *s, const char *doc, size_t len, int *changed) {
  * import decoder has every document as a tree anyway, and walking it skips re-reading
  * the text (7% of an append's CPU). Field names are kept as escaped in that text. */
 
-/* Whether json_emit_string changes the bytes of a name (ASCII text without '"' and '\\'
- * is copied as it is; the rest is left to it). */
-static int sh_needs_escape(const char *k, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return 1;
-    }
-    return 0;
-}
-
 /* What a float is written as: a plain number, or {"$float": …} for -0, NaN and ±Inf. */
 static unsigned sh_float_type(const val *v) {
     double d = v->u.f;
@@ -343,7 +333,7 @@ static void sv_value(shape *s, const val *v, buf *name, int *changed) {
         const val_field *f = &v->u.o.fields[i];
         const char *k = f->key;
         size_t klen = f->key_len;
-        if (sh_needs_escape(k, klen)) {
+        if (!json_string_verbatim(k, klen)) {
             buf_reset(name);
             json_emit_string(k, klen, name);
             k = name->p + 1;

@@ -228,6 +228,20 @@ static void test_string_escapes(void **state) {
     /* valid UTF-8 is kept byte for byte */
     assert_string_equal(str("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14),
                         "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");
+    /* what json_string_verbatim promises is written as it is */
+    const char *verbatim[] = {"", "name", "a b/c~!", "\x7f"};
+    for (size_t i = 0; i < sizeof verbatim / sizeof *verbatim; i++) {
+        size_t n = strlen(verbatim[i]);
+        assert_true(json_string_verbatim(verbatim[i], n));
+        const char *text = str(verbatim[i], n);
+        assert_int_equal(strlen(text), n + 2);
+        assert_memory_equal(text + 1, verbatim[i], n);
+    }
+    assert_false(json_string_verbatim("a\"b", 3));
+    assert_false(json_string_verbatim("a\\b", 3));
+    assert_false(json_string_verbatim("a\nb", 3));
+    assert_false(json_string_verbatim("a\0b", 3));
+    assert_false(json_string_verbatim("caf\xC3\xA9", 5));
 }
 
 static void test_string_invalid_utf8_replaced(void **state) {
