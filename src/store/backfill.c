@@ -1,6 +1,7 @@
 /*
  * backfill.c — background work of the SQLite engine: building primary key indexes over
- * existing documents, and deleting what no reader can see any more.
+ * existing documents, merging recent index entries into the main index (backfill.h), and
+ * deleting what no reader can see any more.
  *
  * Both run as many small steps instead of one big statement, so an import waiting for
  * the writer waits for one step at most (a few milliseconds), and a crash loses at most
@@ -15,10 +16,12 @@
  * Reclaim deletes at most about SQ_RECLAIM_CHUNK rows per step (SQ_RECLAIM_LOG_ROWS of the
  * change log, whose rows each list a commit's ids): through a LIMITed subquery of rowids
  * for rowid tables, and for the WITHOUT ROWID index entries by first reading the key of
- * the last row to delete, then deleting the key range up to it.
+ * the last row to delete, then deleting the key range up to it. The merge cuts its chunks
+ * the same way.
  */
 #include "store/backfill.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +38,11 @@ enum {
     M_RC_DEAD_BOUND,
     M_RC_DEAD_SOME,
     M_RC_DEAD_ALL,
+    M_RC_DEAD_RECENT,
     M_RC_DEAD_DONE,
+    M_MG_BOUND,
+    M_MG_MOVE,
+    M_MG_DROP,
     M_RC_TABLET,
     M_RC_TABLET_DOCS,
     M_RC_TABLET_DONE,
@@ -59,7 +66,17 @@ static const char *const maint_sql[M_NSTMT] = {
                         " ORDER BY key, doc LIMIT 1 OFFSET ?2",
     [M_RC_DEAD_SOME] = "DELETE FROM pk_entries WHERE ix = ?1 AND (key, doc) <= (?2, ?3)",
     [M_RC_DEAD_ALL] = "DELETE FROM pk_entries WHERE ix = ?1",
+    [M_RC_DEAD_RECENT] = "DELETE FROM pk_recent WHERE ix = ?1",
     [M_RC_DEAD_DONE] = "DELETE FROM dead_indexes WHERE ix = ?1",
+    /* a chunk: the entries after the cursor (?1, ?2, ?3) up to the bound (?4, ?5, ?6) */
+    [M_MG_BOUND] = "SELECT ix, key, doc FROM pk_recent WHERE (ix, key, doc) > (?1, ?2, ?3)"
+                   " ORDER BY ix, key, doc LIMIT 1 OFFSET ?4",
+    [M_MG_MOVE] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc)"
+                  " SELECT ix, key, doc FROM pk_recent"
+                  " WHERE (ix, key, doc) > (?1, ?2, ?3) AND (ix, key, doc) <= (?4, ?5, ?6)"
+                  " ORDER BY ix, key, doc",
+    [M_MG_DROP] = "DELETE FROM pk_recent"
+                  " WHERE (ix, key, doc) > (?1, ?2, ?3) AND (ix, key, doc) <= (?4, ?5, ?6)",
     [M_RC_TABLET] = "SELECT id FROM tablets"
                     " WHERE dropped_ts IS NOT NULL AND dropped_ts < ?1 LIMIT 1",
     [M_RC_TABLET_DOCS] = "DELETE FROM documents WHERE rowid IN"
@@ -78,8 +95,16 @@ typedef struct bf_item {
     int64_t doc;
 } bf_item;
 
+/* A position in pk_recent's key order; ix 0 (no index has it) is before every entry. */
+typedef struct mg_pos {
+    int64_t ix;
+    buf key;
+    int64_t doc;
+} mg_pos;
+
 struct sq_maint {
     sqlite3 *db;
+    mg_pos from, to; /* the merge sweep's cursor; the bound of its step */
     sqlite3_stmt *st[M_NSTMT];
     arena *a;     /* per document parsed */
     arena *keys;  /* per backfill step: the entries' keys */
@@ -129,6 +154,8 @@ void sq_maint_free(sq_maint *m) {
     arena_free(m->keys);
     free(m->items);
     buf_free(&m->key);
+    buf_free(&m->from.key);
+    buf_free(&m->to.key);
     free(m);
 }
 
@@ -249,6 +276,58 @@ int sq_backfill_step(sq_maint *m, int *more, tr_err *e) {
     return sq_step_done(m->db, st, e);
 }
 
+static void mg_bind(sqlite3_stmt *st, int col, const mg_pos *p) {
+    sqlite3_bind_int64(st, col, p->ix);
+    if (p->key.len) sqlite3_bind_blob(st, col + 1, p->key.p, (int)p->key.len, SQLITE_STATIC);
+    else sqlite3_bind_zeroblob(st, col + 1, 0); /* a blob, never NULL: NULL compares to nothing */
+    sqlite3_bind_int64(st, col + 2, p->doc);
+}
+
+static void mg_set(mg_pos *p, int64_t ix, const void *key, size_t len, int64_t doc) {
+    p->ix = ix;
+    buf_reset(&p->key);
+    if (len) buf_append(&p->key, key, len);
+    p->doc = doc;
+}
+
+/* Runs M_MG_MOVE or M_MG_DROP over the step's range. */
+static int mg_range(sq_maint *m, int id, tr_err *e) {
+    sqlite3_stmt *st = maint_stmt(m, id, e);
+    if (!st) return -1;
+    mg_bind(st, 1, &m->from);
+    mg_bind(st, 4, &m->to);
+    return sq_step_done(m->db, st, e);
+}
+
+int64_t sq_merge_threshold(int64_t indexed) {
+    double t = 64.0 * sqrt(indexed > 0 ? (double)indexed : 0.0);
+    return t < SQ_RECENT_MIN ? SQ_RECENT_MIN : t > SQ_RECENT_MAX ? SQ_RECENT_MAX : (int64_t)t;
+}
+
+int sq_merge_step(sq_maint *m, int64_t *moved, int *done, tr_err *e) {
+    *moved = 0;
+    sqlite3_stmt *bound = maint_stmt(m, M_MG_BOUND, e);
+    if (!bound) return -1;
+    mg_bind(bound, 1, &m->from);
+    sqlite3_bind_int(bound, 4, SQ_MERGE_CHUNK - 1);
+    int rc = sqlite3_step(bound);
+    *done = rc != SQLITE_ROW;
+    if (rc == SQLITE_ROW)
+        mg_set(&m->to, sqlite3_column_int64(bound, 0), sqlite3_column_blob(bound, 1),
+               (size_t)sqlite3_column_bytes(bound, 1), sqlite3_column_int64(bound, 2));
+    else if (rc == SQLITE_DONE) /* fewer than a chunk left: all of them */
+        mg_set(&m->to, INT64_MAX, NULL, 0, 0);
+    else
+        sq_error(m->db, rc, e);
+    sqlite3_reset(bound);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+    if (mg_range(m, M_MG_MOVE, e) != 0 || mg_range(m, M_MG_DROP, e) != 0) return -1;
+    *moved = sqlite3_changes(m->db);
+    if (*done) mg_set(&m->from, 0, NULL, 0, 0);
+    else mg_set(&m->from, m->to.ix, m->to.key.p, m->to.key.len, m->to.doc);
+    return 0;
+}
+
 /* The id of the first row of a one-row query, or *found = 0. */
 static int first_id(sq_maint *m, sqlite3_stmt *st, int64_t *id, int *found, tr_err *e) {
     int rc = sqlite3_step(st);
@@ -289,13 +368,18 @@ static int rc_dead_entries(sq_maint *m, int *did, tr_err *e) {
         sqlite3_bind_int64(some, 3, doc);
         return sq_step_done(m->db, some, e);
     }
-    /* fewer than a chunk left: delete them and forget the instance */
+    /* fewer than a chunk left: delete them, and those the merge has not moved yet (at
+     * most what pk_recent holds between sweeps), and forget the instance */
     sqlite3_stmt *all = maint_stmt(m, M_RC_DEAD_ALL, e);
+    sqlite3_stmt *recent = maint_stmt(m, M_RC_DEAD_RECENT, e);
     sqlite3_stmt *gone = maint_stmt(m, M_RC_DEAD_DONE, e);
-    if (!all || !gone) return -1;
+    if (!all || !recent || !gone) return -1;
     sqlite3_bind_int64(all, 1, ix);
+    sqlite3_bind_int64(recent, 1, ix);
     sqlite3_bind_int64(gone, 1, ix);
-    return sq_step_done(m->db, all, e) == 0 ? sq_step_done(m->db, gone, e) : -1;
+    return sq_step_done(m->db, all, e) == 0 && sq_step_done(m->db, recent, e) == 0
+               ? sq_step_done(m->db, gone, e)
+               : -1;
 }
 
 /* One chunk of the documents of a generation dropped before the horizon. */

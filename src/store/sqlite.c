@@ -58,7 +58,7 @@
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_RECLAIM_INTERVAL_S 30 /* background pass when nothing woke it earlier */
 
@@ -127,13 +127,20 @@ static const char sq_schema[] =
     "  doc INTEGER NOT NULL,"
     "  PRIMARY KEY(ix, key, doc)"
     ") WITHOUT ROWID;"
+    /* entries written by imports since the last merge into pk_entries (backfill.h) */
+    "CREATE TABLE IF NOT EXISTS pk_recent("
+    "  ix INTEGER NOT NULL,"
+    "  key BLOB NOT NULL,"
+    "  doc INTEGER NOT NULL,"
+    "  PRIMARY KEY(ix, key, doc)"
+    ") WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS dead_indexes(ix INTEGER PRIMARY KEY);"
     "CREATE TABLE IF NOT EXISTS shapes("
     "  tablet INTEGER PRIMARY KEY,"
     "  shape TEXT NOT NULL"
     ");"
     "INSERT OR IGNORE INTO meta(key, value) VALUES"
-    "  ('schema_version', 2), ('last_ts', 0), ('next_ix', 1);";
+    "  ('schema_version', 3), ('last_ts', 0), ('next_ix', 1);";
 
 /* ---- prepared statements, one cache per connection ---- */
 
@@ -164,6 +171,9 @@ enum {
     S_DOC_DELETE,
     S_ENTRY_ADD,
     S_ENTRY_DEL,
+    S_RECENT_DEL,
+    S_RECENT_COUNT,
+    S_INDEXED_COUNT,
     S_CHANGE_ROW,
     S_READ_INDEX_STATE,
     S_READ_DOCS,
@@ -217,14 +227,22 @@ static const char *const sq_sql[S_NSTMT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DOC_MATCH] = "SELECT d.rowid, d.ts, d.creation_time, d.id FROM pk_entries e"
                     " JOIN documents d ON d.rowid = e.doc"
+                    " WHERE e.ix = ?1 AND e.key = ?2"
+                    " UNION ALL SELECT d.rowid, d.ts, d.creation_time, d.id FROM pk_recent e"
+                    " JOIN documents d ON d.rowid = e.doc"
                     " WHERE e.ix = ?1 AND e.key = ?2",
     [S_DOC_SAVE] = "INSERT INTO history(tablet, id, valid_from, valid_to, creation_time, value)"
                    " SELECT tablet, id, ts, ?2, creation_time, value FROM documents"
                    " WHERE rowid = ?1",
     [S_DOC_REPLACE] = "UPDATE documents SET ts = ?2, value = ?3 WHERE rowid = ?1",
     [S_DOC_DELETE] = "DELETE FROM documents WHERE rowid = ?1",
-    [S_ENTRY_ADD] = "INSERT OR IGNORE INTO pk_entries(ix, key, doc) VALUES (?1, ?2, ?3)",
+    [S_ENTRY_ADD] = "INSERT OR IGNORE INTO pk_recent(ix, key, doc) VALUES (?1, ?2, ?3)",
     [S_ENTRY_DEL] = "DELETE FROM pk_entries WHERE ix = ?1 AND key = ?2 AND doc = ?3",
+    [S_RECENT_DEL] = "DELETE FROM pk_recent WHERE ix = ?1 AND key = ?2 AND doc = ?3",
+    [S_RECENT_COUNT] = "SELECT count(*) FROM pk_recent",
+    [S_INDEXED_COUNT] = "SELECT coalesce(sum(g.doc_count), 0) FROM pk_indexes p"
+                        " JOIN tables t ON t.number = p.table_number"
+                        " JOIN tablets g ON g.id = t.tablet",
     [S_CHANGE_ROW] = "INSERT INTO changes(ts, tablet, ids, deleted)"
                      " VALUES (?1, ?2, ?3, ?4)",
     [S_READ_INDEX_STATE] = "SELECT p.state FROM tables t"
@@ -293,12 +311,16 @@ struct sq_store {
     char *path;
     int readonly;
     int64_t retention_ns;
+    int64_t recent_cfg; /* store_config.recent_entries */
 
     /* writer state: only the queue leader touches it */
     sq_conn w;
     sq_maint *maint;
     int64_t last_ts;
     size_t group_jobs; /* jobs of the running group (see maint_run) */
+    int64_t recent;    /* about how many entries pk_recent holds (see merge_run) */
+    int64_t recent_max; /* pk_recent entries that start a merge sweep */
+    int merging;       /* a merge sweep is under way */
     arena *job_arena; /* per job */
     arena *doc_arena; /* per document parsed */
     buf key;
@@ -750,6 +772,46 @@ static int entry_write(sq_store *s, int id, int64_t ix, const void *key, size_t 
     return sq_step_done(s->w.db, st, e);
 }
 
+/* A new document's entry goes to pk_recent, which the background merge empties into
+ * pk_entries in key order (backfill.h). */
+static int entry_add(sq_store *s, int64_t ix, const void *key, size_t klen, int64_t doc,
+                     tr_err *e) {
+    if (entry_write(s, S_ENTRY_ADD, ix, key, klen, doc, e) != 0) return -1;
+    s->recent++;
+    return 0;
+}
+
+/* The one number a query returns. */
+static int count_of(sq_store *s, int id, int64_t *n, tr_err *e) {
+    sqlite3_stmt *st = stmt(&s->w, id, e);
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *n = sqlite3_column_int64(st, 0);
+    else sq_error(s->w.db, rc, e);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Counts pk_recent afresh and sets the size that starts the next merge sweep (at open
+ * and after each sweep). */
+static int recent_count(sq_store *s, tr_err *e) {
+    int64_t indexed;
+    if (count_of(s, S_RECENT_COUNT, &s->recent, e) != 0 ||
+        (!s->recent_cfg && count_of(s, S_INDEXED_COUNT, &indexed, e) != 0))
+        return -1;
+    s->recent_max = s->recent_cfg ? s->recent_cfg : sq_merge_threshold(indexed);
+    return 0;
+}
+
+/* The entry may be in either table (in both only if something went wrong: then it
+ * leaves both). */
+static int entry_delete(sq_store *s, int64_t ix, const void *key, size_t klen, int64_t doc,
+                        tr_err *e) {
+    return entry_write(s, S_ENTRY_DEL, ix, key, klen, doc, e) == 0
+               ? entry_write(s, S_RECENT_DEL, ix, key, klen, doc, e)
+               : -1;
+}
+
 
 /* Keeps the version a job is about to overwrite, unless this job wrote that version
  * itself (same timestamp): no reader could ever see it. */
@@ -784,11 +846,12 @@ static int doc_delete(sq_store *s, sq_table *t, const sq_match *m, const void *k
     sqlite3_bind_int64(st, 1, m->rowid);
     if (sq_step_done(s->w.db, st, e) != 0) return -1;
     t->count_delta--;
-    return entry_write(s, S_ENTRY_DEL, t->ix, key, klen, m->rowid, e);
+    return entry_delete(s, t->ix, key, klen, m->rowid, e);
 }
 
 /* Every document of the table's index with this key into s->matches, the oldest first
- * (found here rather than by ORDER BY, which would cost a sorter per lookup). */
+ * (found here rather than by ORDER BY, which would cost a sorter per lookup). A document
+ * listed by both entry tables counts once. */
 static int doc_matches(sq_store *s, const sq_table *t, const void *key, size_t klen,
                        tr_err *e) {
     sqlite3_stmt *st = stmt(&s->w, S_DOC_MATCH, e);
@@ -798,12 +861,16 @@ static int doc_matches(sq_store *s, const sq_table *t, const void *key, size_t k
     s->nmatches = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t rowid = sqlite3_column_int64(st, 0);
+        size_t k = 0;
+        while (k < s->nmatches && s->matches[k].rowid != rowid) k++;
+        if (k < s->nmatches) continue;
         if (s->nmatches == s->cap_matches) {
             s->cap_matches = s->cap_matches ? s->cap_matches * 2 : 8;
             s->matches = xrealloc(s->matches, s->cap_matches * sizeof *s->matches);
         }
         sq_match *m = &s->matches[s->nmatches++];
-        m->rowid = sqlite3_column_int64(st, 0);
+        m->rowid = rowid;
         m->ts = sqlite3_column_int64(st, 1);
         m->creation_time = sqlite3_column_double(st, 2);
         memset(m->id, 0, sizeof m->id);
@@ -855,7 +922,7 @@ static int import_append(sq_store *s, sq_table *t, const char *doc, size_t len, 
     }
     arena_reset(s->doc_arena);
     if (store_doc_key(t->key, doc, len, s->doc_arena, &s->key, e) != 0) return -1;
-    return entry_write(s, S_ENTRY_ADD, t->ix, s->key.p, s->key.len, rowid, e);
+    return entry_add(s, t->ix, s->key.p, s->key.len, rowid, e);
 }
 
 static int import_dedup(sq_store *s, sq_table *t, const store_record *rec, const char *doc,
@@ -868,7 +935,7 @@ static int import_dedup(sq_store *s, sq_table *t, const store_record *rec, const
             int64_t rowid;
             r->inserted++;
             return doc_insert(s, t, doc, rec->doc_len, ts, &rowid, e) == 0
-                       ? entry_write(s, S_ENTRY_ADD, t->ix, key, rec->key_len, rowid, e)
+                       ? entry_add(s, t->ix, key, rec->key_len, rowid, e)
                        : -1;
         }
         if (doc_replace(s, t, &s->matches[0], doc, rec->doc_len, ts, e) != 0) return -1;
@@ -926,6 +993,7 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     if (log_write(s, ts, e) != 0) return -1;
     for (size_t k = 0; k < ntabs; k++)
         if (table_save(s, &tabs[k], e) != 0) return -1;
+    if (s->recent >= s->recent_max) job->kick = 1;
     return import_shapes_merge(s, ij, map, tabs, e);
 }
 
@@ -1035,26 +1103,51 @@ static int sq_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_e
 
 /* ---- background work ---- */
 
+enum { MAINT_BACKFILL, MAINT_MERGE, MAINT_RECLAIM };
+static const char *const maint_names[] = {"index backfill", "index merge", "space reclaim"};
+
 typedef struct maint_job {
     sq_job base;
-    int backfill; /* else reclaim */
+    int kind; /* MAINT_* */
     int more;
 } maint_job;
 
-/* A backfill step that has its transaction to itself goes on with the next chunks while
- * no other job waits, up to SQ_BACKFILL_CHUNKS_MAX: a chunk's entries land on pages all
- * over the index (keys are random in document order), so the fewer commits the fewer
- * times each page is written, and a job that arrives meanwhile still waits for one chunk
- * at most. */
+/* Merge steps while a sweep is under way; a sweep starts once pk_recent holds recent_max
+ * entries (counted by the writer: a rolled-back group may leave the count off, so each
+ * sweep ends by counting again). Entries that arrive behind a sweep's cursor wait for
+ * the next one. */
+static int merge_run(sq_store *s, maint_job *mj, tr_err *e) {
+    if (!s->merging && s->recent < s->recent_max) return 0;
+    s->merging = 1;
+    int chunks = 0, done;
+    do {
+        int64_t moved;
+        if (sq_merge_step(s->maint, &moved, &done, e) != 0) return -1;
+        s->recent -= moved;
+    } while (!done && s->group_jobs == 1 && ++chunks < SQ_MAINT_CHUNKS_MAX &&
+             !wq_waiting(&s->q));
+    if (done) {
+        if (recent_count(s, e) != 0) return -1;
+        s->merging = 0;
+    }
+    mj->more = s->merging || s->recent >= s->recent_max;
+    return 0;
+}
+
+/* A backfill or merge step that has its transaction to itself goes on with the next
+ * chunks while no other job waits, up to SQ_MAINT_CHUNKS_MAX: a chunk's entries land on
+ * pages all over the index, so the fewer commits the fewer times each page is written,
+ * and a job that arrives meanwhile still waits for one chunk at most. */
 static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     sq_store *s = (sq_store *)st;
     (void)ts;
     maint_job *mj = (maint_job *)job;
-    if (mj->backfill) {
+    if (mj->kind == MAINT_MERGE) return merge_run(s, mj, e);
+    if (mj->kind == MAINT_BACKFILL) {
         int chunks = 0;
         do {
             if (sq_backfill_step(s->maint, &mj->more, e) != 0) return -1;
-        } while (mj->more && s->group_jobs == 1 && ++chunks < SQ_BACKFILL_CHUNKS_MAX &&
+        } while (mj->more && s->group_jobs == 1 && ++chunks < SQ_MAINT_CHUNKS_MAX &&
                  !wq_waiting(&s->q));
         return 0;
     }
@@ -1066,23 +1159,23 @@ static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
 }
 
 /* One background step; returns whether more work is waiting. */
-static int bg_step(sq_store *s, int backfill) {
-    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .backfill = backfill};
+static int bg_step(sq_store *s, int kind) {
+    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .kind = kind};
     tr_err e;
     if (queue_run(s, &j.base, &e) != 0) {
-        fprintf(stderr, "tributary: background %s: %s\n",
-                backfill ? "index backfill" : "space reclaim", e.message);
+        fprintf(stderr, "tributary: background %s: %s\n", maint_names[kind], e.message);
         return 0;
     }
     return j.more;
 }
 
-/* A background round: one backfill step and one reclaim step (bgthread.h). */
+/* A background round: one step of each kind of work (bgthread.h). */
 static int bg_round(void *ctx, int kicked) {
     (void)kicked;
     sq_store *s = ctx;
-    int more = bg_step(s, 1);
-    return bg_step(s, 0) | more;
+    int more = bg_step(s, MAINT_BACKFILL);
+    more |= bg_step(s, MAINT_MERGE);
+    return bg_step(s, MAINT_RECLAIM) | more;
 }
 
 /* ---- readers ---- */
@@ -1893,6 +1986,10 @@ static int writer_open(sq_store *s, tr_err *e) {
     int64_t version = 0;
     if (rc == SQLITE_OK && meta_get(s, "schema_version", &version, e) != 0) rc = SQLITE_ERROR;
     if (rc == SQLITE_OK && version == 1 && migrate_v1(s, e) != 0) rc = SQLITE_ERROR;
+    /* version 3 added pk_recent, created above with the rest of the schema */
+    if (rc == SQLITE_OK && (version == 1 || version == 2) &&
+        meta_set(s, "schema_version", 3, e) != 0)
+        rc = SQLITE_ERROR;
     if (rc != SQLITE_OK || schema_check(s->w.db, e) != 0 ||
         meta_get(s, "last_ts", &s->last_ts, e) != 0 || first_ts(s, e) != 0 ||
         run(&s->w, S_COMMIT, e) != 0) {
@@ -1900,7 +1997,7 @@ static int writer_open(sq_store *s, tr_err *e) {
         return -1;
     }
     s->maint = sq_maint_new(s->w.db);
-    return 0;
+    return recent_count(s, e);
 }
 
 /* The export CLI may run next to a server, so it only checks what is there. */
@@ -2037,6 +2134,7 @@ static sq_store *sq_new(const store_config *c) {
     s->base.ops = &sq_ops;
     s->readonly = c->readonly;
     s->retention_ns = c->retention_ns;
+    s->recent_cfg = (int64_t)c->recent_entries;
     buf p = BUF_INIT;
     buf_printf(&p, "%s/tributary.db", c->data_dir);
     s->path = buf_steal(&p);

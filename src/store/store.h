@@ -34,6 +34,9 @@ typedef struct store_config {
     int readonly;          /* open an existing database for reading only (CLI export);
                               no schema changes, no background threads */
     int64_t retention_ns;  /* how long replaced/deleted versions are kept; 0 = 5 days */
+    size_t recent_entries; /* SQLite: index entries written since the last merge into the
+                              main index that start the next one; 0 = by the index
+                              size (sq_merge_threshold, backfill.h); tests set it low */
 } store_config;
 
 /* Opens (creating when needed) the database and starts background work (index

@@ -7,7 +7,9 @@ entries in a table of their own with 8-byte key digests (version 1: columns of
 with the current server, turns its database back into version 1 exactly as the first
 release laid it out, starts the server again and checks what a user would — the change
 feed reads the same, existing dedup keys are still found (no duplicates), and the
-database says version 2. Runs on both backends.
+database says the current version (SQLite 3: index entries that imports wrote since the
+last merge wait in `pk_recent`, which version 2 did not have; PostgreSQL 2). Runs on both
+backends.
 """
 import sqlite3
 
@@ -54,6 +56,8 @@ def sqlite_to_version_1(path):
             for i, flag in enumerate(deleted):
                 con.execute("INSERT INTO changes VALUES (?, ?, ?, ?)",
                             (ts, tablet, ids[16 * i:16 * i + 16], flag))
+        con.execute("INSERT INTO pk_entries SELECT ix, key, doc FROM pk_recent")
+        con.execute("DROP TABLE pk_recent")
         con.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
         con.execute("COMMIT")
         return con.execute("SELECT count(*) FROM changes").fetchone()[0]
@@ -107,7 +111,7 @@ class SchemaUpgradeTests(ServerTestCase):
 
         self.assertEqual(self.to_version_1(server), 55 + 10 + 1)
         server.start()
-        self.assertEqual(self.version(server), 2)
+        self.assertEqual(self.version(server), 2 if Config.backend == "postgres" else 3)
         after, _ = deltas_since(self, server, start)
         self.assertEqual(after, before)
         # the index survived the upgrade: existing keys are found, not duplicated

@@ -28,13 +28,22 @@
 #include "util/buf.h"
 
 
-static store *open_store(int readonly, int64_t retention_ns) {
-    store_config c = {.data_dir = unit_dir, .readonly = readonly, .retention_ns = retention_ns};
+static store *open_config(const store_config *c) {
     store *s = NULL;
     tr_err e;
-    int rc = store_open(&c, &s, &e);
-    if (rc != 0) fail_msg("store_open: %s", e.message);
+    if (store_open(c, &s, &e) != 0) fail_msg("store_open: %s", e.message);
     return s;
+}
+
+static store *open_store(int readonly, int64_t retention_ns) {
+    store_config c = {.data_dir = unit_dir, .readonly = readonly, .retention_ns = retention_ns};
+    return open_config(&c);
+}
+
+/* A store that merges its recent index entries once `recent` of them gathered. */
+static store *open_store_merging(size_t recent) {
+    store_config c = {.data_dir = unit_dir, .recent_entries = recent};
+    return open_config(&c);
 }
 
 /* ---- building batches ---- */
@@ -219,6 +228,15 @@ static int64_t q_int(const char *sql) {
     sqlite3_close(db);
     return v;
 }
+
+/* Every index entry, wherever it is (pk_recent: not merged yet). */
+#define ENTRIES "(SELECT ix, key, doc FROM pk_entries UNION ALL SELECT ix, key, doc FROM pk_recent)"
+
+/* Documents that have no index entry or more than one. */
+#define NOT_ONE_ENTRY                                                                      \
+    "SELECT count(*) FROM documents d LEFT JOIN"                                           \
+    " (SELECT doc, count(*) AS n FROM " ENTRIES " GROUP BY doc) e ON e.doc = d.rowid"       \
+    " WHERE coalesce(e.n, 0) != 1"
 
 /* Prefix of a query over the change log with one row per logged document:
  * log(ts, tablet, id, deleted) out of the packed rows of `changes`. */
@@ -649,16 +667,12 @@ static void backfill_with_concurrent_appends(void **state) {
     assert_true(became_ready);
     assert_true(ready(s, "bf"));
 
-    const char *one_entry_each =
-        "SELECT count(*) FROM documents d LEFT JOIN"
-        " (SELECT doc, count(*) AS n FROM pk_entries GROUP BY doc) e ON e.doc = d.rowid"
-        " WHERE coalesce(e.n, 0) != 1";
-    assert_int_equal(q_int(one_entry_each), 0);
+    assert_int_equal(q_int(NOT_ONE_ENTRY), 0);
     int64_t docs = q_int("SELECT count(*) FROM documents");
     int64_t appended = 0;
     for (int t = 0; t < 4; t++) appended += args[t].batches * 100;
     assert_int_equal(docs, 30001 + appended);
-    assert_int_equal(q_int("SELECT count(*) FROM pk_entries"), docs);
+    assert_int_equal(q_int("SELECT count(*) FROM " ENTRIES), docs);
     assert_int_equal(q_int("SELECT doc_count FROM tablets"), docs);
 
     /* the backfilled entries serve dedup imports */
@@ -678,6 +692,89 @@ static void backfill_resumes_after_restart(void **state) {
     s = open_store(0, 0);
     assert_true(wait_ready(s, "r", 30));
     assert_int_equal(q_int("SELECT count(*) FROM pk_entries"), 20000);
+    store_close(s);
+}
+
+/* Waits until the background merge has emptied pk_recent. */
+static int wait_merged(int seconds) {
+    for (int i = 0; i < seconds * 100; i++) {
+        if (q_int("SELECT count(*) FROM pk_recent") == 0) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* One dedup batch on table "t": keys first, first + step, ... (n of them) with value v,
+ * or deletions of them. */
+static store_import_result dedup_keys(store *s, int first, int step, int n, int v, int del) {
+    tbatch b = {0};
+    uint32_t st = tb_stream(&b, "t", "id");
+    char doc[64];
+    for (int i = 0; i < n; i++) {
+        int k = first + i * step;
+        snprintf(doc, sizeof doc, "{\"id\":%d,\"v\":%d}", k, v);
+        tb_dedup(&b, st, doc, k, del);
+    }
+    return import_ok(s, &b);
+}
+
+static void recent_entries_merge_into_the_index(void **state) {
+    (void)state;
+    store *s = open_store_merging(50);
+    add_index(s, "t", "id");
+    /* a sweep in several steps (SQ_MERGE_CHUNK each), then one that merges into a full
+     * index */
+    assert_int_equal(dedup_keys(s, 0, 1, 9000, 0, 0).inserted, 9000);
+    assert_true(wait_merged(20));
+    assert_int_equal(dedup_keys(s, 9000, 1, 600, 0, 0).inserted, 600);
+    assert_true(wait_merged(20));
+    assert_int_equal(q_int("SELECT count(*) FROM pk_entries"), 9600);
+    store_close(s);
+
+    /* after a restart: keys in the main index and keys only in pk_recent are found alike */
+    s = open_store_merging(1000000);
+    store_import_result r = dedup_keys(s, 9000, 1, 700, 1, 0); /* 9600..9699 are new */
+    assert_int_equal(r.replaced, 600);
+    assert_int_equal(r.inserted, 100);
+    assert_int_equal(q_int("SELECT count(*) FROM pk_recent"), 100);
+    r = dedup_keys(s, 9000, 1, 700, 2, 0);
+    assert_int_equal(r.replaced, 700);
+    assert_int_equal(r.inserted, 0);
+    /* deletions take the entry out of whichever table holds it */
+    r = dedup_keys(s, 9550, 1, 100, 0, 1);
+    assert_int_equal(r.deleted, 100);
+    assert_int_equal(q_int("SELECT count(*) FROM pk_entries"), 9550);
+    assert_int_equal(q_int("SELECT count(*) FROM pk_recent"), 50);
+    assert_int_equal(q_int("SELECT count(*) FROM documents"), 9600);
+    assert_int_equal(q_int(NOT_ONE_ENTRY), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM " ENTRIES " e LEFT JOIN documents d"
+                           " ON d.rowid = e.doc WHERE d.rowid IS NULL"),
+                     0);
+    exported x = export_all(s, "t");
+    assert_int_equal(x.n, 9600);
+    for (size_t i = 0; i < x.n; i++) {
+        double k = num(x.docs[i], "id");
+        assert_true(k < 9550 || (k >= 9650 && k < 9700));
+        assert_int_equal(num(x.docs[i], "v"), k < 9000 ? 0 : 2);
+    }
+    exported_free(&x);
+    store_close(s);
+}
+
+/* Should a document's entry ever be in both tables, a lookup still sees one document. */
+static void an_entry_in_both_tables_is_one_match(void **state) {
+    (void)state;
+    store *s = open_store_merging(1000000);
+    add_index(s, "t", "id");
+    assert_int_equal(dedup_keys(s, 7, 1, 1, 0, 0).inserted, 1);
+    q_int("INSERT INTO pk_entries SELECT * FROM pk_recent");
+    assert_int_equal(q_int("SELECT count(*) FROM " ENTRIES), 2);
+    store_import_result r = dedup_keys(s, 7, 1, 1, 1, 0);
+    assert_int_equal(r.replaced, 1);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(q_int("SELECT count(*) FROM documents"), 1);
+    assert_int_equal(dedup_keys(s, 7, 1, 1, 0, 1).deleted, 1);
+    assert_int_equal(q_int("SELECT count(*) FROM " ENTRIES), 0);
     store_close(s);
 }
 
@@ -798,7 +895,7 @@ static void reclaim_after_retention(void **state) {
     assert_int_equal(store_clear_tables(s, &name, 1, &cleared, &e), 0);
     assert_int_equal(cleared, 2);
     const char *left = "SELECT (SELECT count(*) FROM documents) + (SELECT count(*) FROM history)"
-                       " + (SELECT count(*) FROM changes) + (SELECT count(*) FROM pk_entries)"
+                       " + (SELECT count(*) FROM changes) + (SELECT count(*) FROM " ENTRIES ")"
                        " + (SELECT count(*) FROM dead_indexes)"
                        " + (SELECT count(*) FROM tablets WHERE dropped_ts IS NOT NULL)";
     int64_t n = -1;
@@ -925,6 +1022,8 @@ int main(void) {
         T(backfill_with_concurrent_appends),
         T(backfill_resumes_after_restart),
         T(clear_during_backfill_makes_index_ready),
+        T(recent_entries_merge_into_the_index),
+        T(an_entry_in_both_tables_is_one_match),
         T(timestamps_increase_across_reopen),
         T(creation_times_strictly_increase),
         T(readonly_open_next_to_a_writer),
