@@ -1873,9 +1873,13 @@ static int sq_table_stats(store *st, store_stat_fn fn, void *ctx, tr_err *e) {
 
 /* ---- open / close ---- */
 
+/* The writer maps as much of the file as SQLite may (2 GiB in Debian's build): on a big
+ * table each key lookup reads index pages all over the file, through the page cache
+ * without a read call each (docs/performance.md). The mapped pages are the kernel's page
+ * cache, shared with every other reader of the file, not memory of the process. */
 static const char sq_writer_pragmas[] =
     "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;"
-    "PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;"
+    "PRAGMA mmap_size = 2147418112; PRAGMA temp_store = MEMORY;"
     "PRAGMA journal_size_limit = 67108864;";
 
 static int schema_check(sqlite3 *db, tr_err *e) {
