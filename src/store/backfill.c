@@ -1,7 +1,7 @@
 /*
- * backfill.c — background work of the SQLite engine: building primary key indexes over
- * existing documents, merging recent index entries into the main index (backfill.h), and
- * deleting what no reader can see any more.
+ * backfill.c — index and space upkeep of the SQLite engine: building primary key indexes
+ * over existing documents and deleting what no reader can see any more (background
+ * work), and merging recent index entries into the main index (backfill.h).
  *
  * Both run as many small steps instead of one big statement, so an import waiting for
  * the writer waits for one step at most (a few milliseconds), and a crash loses at most
@@ -304,12 +304,12 @@ int64_t sq_merge_threshold(int64_t indexed) {
     return t < SQ_RECENT_MIN ? SQ_RECENT_MIN : t > SQ_RECENT_MAX ? SQ_RECENT_MAX : (int64_t)t;
 }
 
-int sq_merge_step(sq_maint *m, int64_t *moved, int *done, tr_err *e) {
+int sq_merge_step(sq_maint *m, int64_t chunk, int64_t *moved, int *done, tr_err *e) {
     *moved = 0;
     sqlite3_stmt *bound = maint_stmt(m, M_MG_BOUND, e);
     if (!bound) return -1;
     mg_bind(bound, 1, &m->from);
-    sqlite3_bind_int(bound, 4, SQ_MERGE_CHUNK - 1);
+    sqlite3_bind_int64(bound, 4, chunk - 1);
     int rc = sqlite3_step(bound);
     *done = rc != SQLITE_ROW;
     if (rc == SQLITE_ROW)

@@ -1,14 +1,15 @@
 /*
- * backfill.h — the SQLite engine's background work (primary key index backfill, index
- * merge, space reclaim) and the few helpers it shares with sqlite.c. Internal to
- * src/store.
+ * backfill.h — the SQLite engine's index and space upkeep: primary key index backfill
+ * and space reclaim (background work), the merge of recent index entries (done by import
+ * jobs), and the few helpers it shares with sqlite.c. Internal to src/store.
  *
- * Each step is one bounded unit of work on the writer connection; sqlite.c runs it as a
- * job of its group-commit queue, so it is serialised with imports and lands in its own
- * SAVEPOINT and a short transaction. All progress lives in the database (the backfill
- * cursor, the dropped generations, the list of dead index instances), so a restart simply
- * carries on; the merge keeps its cursor in memory only, and a restart starts its sweep
- * over, which costs time, not correctness.
+ * Each step is one bounded unit of work on the writer connection; sqlite.c runs backfill
+ * and reclaim steps as jobs of its group-commit queue, so they are serialised with
+ * imports and land in a short transaction, and merge steps inside import jobs. All
+ * progress of the background work lives in the database (the backfill cursor, the
+ * dropped generations, the list of dead index instances), so a restart simply carries
+ * on; the merge keeps its cursor in memory only, and a restart starts its sweep over,
+ * which costs time, not correctness.
  *
  * Index entries: imports add each new document's entry to pk_recent, a small table, and
  * lookups read both it and pk_entries. On a big index a new key's entry lands on a page
@@ -32,11 +33,10 @@
 #include "util/err.h"
 
 #define SQ_BACKFILL_CHUNK 8000 /* documents indexed per backfill step */
+#define SQ_BACKFILL_CHUNKS_MAX 8 /* steps per transaction while nothing else waits */
 #define SQ_RECENT_MIN 16384    /* sq_merge_threshold's bounds */
 #define SQ_RECENT_MAX 262144
-#define SQ_MERGE_CHUNK 4000    /* index entries merged per merge step */
-#define SQ_MAINT_CHUNKS_MAX 8  /* backfill or merge steps per transaction while nothing
-                                  else waits */
+#define SQ_MERGE_CHUNK 4000    /* most index entries one merge step moves */
 #define SQ_RECLAIM_CHUNK 5000  /* rows deleted per reclaim transaction */
 #define SQ_RECLAIM_LOG_ROWS 50 /* change-log rows (each lists a commit's ids) per step */
 
@@ -68,10 +68,10 @@ int sq_backfill_step(sq_maint *m, int *more, tr_err *e);
  * [SQ_RECENT_MIN, SQ_RECENT_MAX] (measured: docs/performance.md). */
 int64_t sq_merge_threshold(int64_t indexed);
 
-/* Moves the next SQ_MERGE_CHUNK entries of pk_recent after the sweep's cursor into
- * pk_entries, in key order; *moved: how many. *done = 1 when the sweep reached the end of
- * pk_recent: the next step starts a new sweep from the first entry. */
-int sq_merge_step(sq_maint *m, int64_t *moved, int *done, tr_err *e);
+/* Moves the next `chunk` entries (at most SQ_MERGE_CHUNK) of pk_recent after the sweep's
+ * cursor into pk_entries, in key order; *moved: how many. *done = 1 when the sweep
+ * reached the end of pk_recent: the next step starts a new sweep from the first entry. */
+int sq_merge_step(sq_maint *m, int64_t chunk, int64_t *moved, int *done, tr_err *e);
 
 /* Deletes one chunk of what nobody can read any more: entries of replaced or cleared
  * indexes; documents of generations dropped before `horizon`; replaced versions and

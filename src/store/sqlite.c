@@ -318,7 +318,7 @@ struct sq_store {
     sq_maint *maint;
     int64_t last_ts;
     size_t group_jobs; /* jobs of the running group (see maint_run) */
-    int64_t recent;    /* about how many entries pk_recent holds (see merge_run) */
+    int64_t recent;    /* about how many entries pk_recent holds (see merge_some) */
     int64_t recent_max; /* pk_recent entries that start a merge sweep */
     int merging;       /* a merge sweep is under way */
     arena *job_arena; /* per job */
@@ -772,8 +772,8 @@ static int entry_write(sq_store *s, int id, int64_t ix, const void *key, size_t 
     return sq_step_done(s->w.db, st, e);
 }
 
-/* A new document's entry goes to pk_recent, which the background merge empties into
- * pk_entries in key order (backfill.h). */
+/* A new document's entry goes to pk_recent, which merge_some empties into pk_entries in
+ * key order (backfill.h). */
 static int entry_add(sq_store *s, int64_t ix, const void *key, size_t klen, int64_t doc,
                      tr_err *e) {
     if (entry_write(s, S_ENTRY_ADD, ix, key, klen, doc, e) != 0) return -1;
@@ -801,6 +801,28 @@ static int recent_count(sq_store *s, tr_err *e) {
         return -1;
     s->recent_max = s->recent_cfg ? s->recent_cfg : sq_merge_threshold(indexed);
     return 0;
+}
+
+/* Moves up to n entries of pk_recent into pk_entries while a merge sweep is under way; a
+ * sweep starts once pk_recent holds recent_max entries. Each import job moves twice the
+ * entries it added, in its own transaction: the merge keeps pace with any import rate
+ * (a background thread fell behind imports with 8 connections and let pk_recent grow to
+ * millions), and a sweep ends after about as many new entries as it found. The count is
+ * kept by the writer; a rolled-back group can leave it off, so each sweep ends by
+ * counting again. Entries that arrive behind a sweep's cursor wait for the next one. */
+static int merge_some(sq_store *s, int64_t n, tr_err *e) {
+    if (!s->merging && s->recent < s->recent_max) return 0;
+    s->merging = 1;
+    int done = 0;
+    while (n > 0 && !done) {
+        int64_t moved, chunk = n < SQ_MERGE_CHUNK ? n : SQ_MERGE_CHUNK;
+        if (sq_merge_step(s->maint, chunk, &moved, &done, e) != 0) return -1;
+        s->recent -= moved;
+        n -= chunk;
+    }
+    if (!done) return 0;
+    s->merging = 0;
+    return recent_count(s, e);
 }
 
 /* The entry may be in either table (in both only if something went wrong: then it
@@ -970,6 +992,7 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     int *map = arena_alloc(s->job_arena, b->nstreams * sizeof *map);
     sq_table *tabs = arena_alloc(s->job_arena, b->nstreams * sizeof *tabs);
     size_t ntabs;
+    int64_t recent = s->recent;
     if (import_tables(s, b, map, tabs, &ntabs, e) != 0) return -1;
     for (size_t i = 0; i < b->nstreams; i++) {
         const sq_table *t = map[i] >= 0 ? &tabs[map[i]] : NULL;
@@ -993,7 +1016,7 @@ static int import_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     if (log_write(s, ts, e) != 0) return -1;
     for (size_t k = 0; k < ntabs; k++)
         if (table_save(s, &tabs[k], e) != 0) return -1;
-    if (s->recent >= s->recent_max) job->kick = 1;
+    if (merge_some(s, 2 * (s->recent - recent), e) != 0) return -1;
     return import_shapes_merge(s, ij, map, tabs, e);
 }
 
@@ -1103,51 +1126,26 @@ static int sq_add_indexes(store *st, const store_index_req *reqs, size_t n, tr_e
 
 /* ---- background work ---- */
 
-enum { MAINT_BACKFILL, MAINT_MERGE, MAINT_RECLAIM };
-static const char *const maint_names[] = {"index backfill", "index merge", "space reclaim"};
-
 typedef struct maint_job {
     sq_job base;
-    int kind; /* MAINT_* */
+    int backfill; /* else reclaim */
     int more;
 } maint_job;
 
-/* Merge steps while a sweep is under way; a sweep starts once pk_recent holds recent_max
- * entries (counted by the writer: a rolled-back group may leave the count off, so each
- * sweep ends by counting again). Entries that arrive behind a sweep's cursor wait for
- * the next one. */
-static int merge_run(sq_store *s, maint_job *mj, tr_err *e) {
-    if (!s->merging && s->recent < s->recent_max) return 0;
-    s->merging = 1;
-    int chunks = 0, done;
-    do {
-        int64_t moved;
-        if (sq_merge_step(s->maint, &moved, &done, e) != 0) return -1;
-        s->recent -= moved;
-    } while (!done && s->group_jobs == 1 && ++chunks < SQ_MAINT_CHUNKS_MAX &&
-             !wq_waiting(&s->q));
-    if (done) {
-        if (recent_count(s, e) != 0) return -1;
-        s->merging = 0;
-    }
-    mj->more = s->merging || s->recent >= s->recent_max;
-    return 0;
-}
-
-/* A backfill or merge step that has its transaction to itself goes on with the next
- * chunks while no other job waits, up to SQ_MAINT_CHUNKS_MAX: a chunk's entries land on
- * pages all over the index, so the fewer commits the fewer times each page is written,
- * and a job that arrives meanwhile still waits for one chunk at most. */
+/* A backfill step that has its transaction to itself goes on with the next chunks while
+ * no other job waits, up to SQ_BACKFILL_CHUNKS_MAX: a chunk's entries land on pages all
+ * over the index (keys are random in document order), so the fewer commits the fewer
+ * times each page is written, and a job that arrives meanwhile still waits for one chunk
+ * at most. */
 static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
     sq_store *s = (sq_store *)st;
     (void)ts;
     maint_job *mj = (maint_job *)job;
-    if (mj->kind == MAINT_MERGE) return merge_run(s, mj, e);
-    if (mj->kind == MAINT_BACKFILL) {
+    if (mj->backfill) {
         int chunks = 0;
         do {
             if (sq_backfill_step(s->maint, &mj->more, e) != 0) return -1;
-        } while (mj->more && s->group_jobs == 1 && ++chunks < SQ_MAINT_CHUNKS_MAX &&
+        } while (mj->more && s->group_jobs == 1 && ++chunks < SQ_BACKFILL_CHUNKS_MAX &&
                  !wq_waiting(&s->q));
         return 0;
     }
@@ -1159,23 +1157,23 @@ static int maint_run(store *st, sq_job *job, int64_t ts, tr_err *e) {
 }
 
 /* One background step; returns whether more work is waiting. */
-static int bg_step(sq_store *s, int kind) {
-    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .kind = kind};
+static int bg_step(sq_store *s, int backfill) {
+    maint_job j = {.base = {.run = maint_run, .stamped = 0}, .backfill = backfill};
     tr_err e;
     if (queue_run(s, &j.base, &e) != 0) {
-        fprintf(stderr, "tributary: background %s: %s\n", maint_names[kind], e.message);
+        fprintf(stderr, "tributary: background %s: %s\n",
+                backfill ? "index backfill" : "space reclaim", e.message);
         return 0;
     }
     return j.more;
 }
 
-/* A background round: one step of each kind of work (bgthread.h). */
+/* A background round: one backfill step and one reclaim step (bgthread.h). */
 static int bg_round(void *ctx, int kicked) {
     (void)kicked;
     sq_store *s = ctx;
-    int more = bg_step(s, MAINT_BACKFILL);
-    more |= bg_step(s, MAINT_MERGE);
-    return bg_step(s, MAINT_RECLAIM) | more;
+    int more = bg_step(s, 1);
+    return bg_step(s, 0) | more;
 }
 
 /* ---- readers ---- */

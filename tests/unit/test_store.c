@@ -695,15 +695,6 @@ static void backfill_resumes_after_restart(void **state) {
     store_close(s);
 }
 
-/* Waits until the background merge has emptied pk_recent. */
-static int wait_merged(int seconds) {
-    for (int i = 0; i < seconds * 100; i++) {
-        if (q_int("SELECT count(*) FROM pk_recent") == 0) return 1;
-        usleep(10000);
-    }
-    return 0;
-}
-
 /* One dedup batch on table "t": keys first, first + step, ... (n of them) with value v,
  * or deletions of them. */
 static store_import_result dedup_keys(store *s, int first, int step, int n, int v, int del) {
@@ -722,12 +713,12 @@ static void recent_entries_merge_into_the_index(void **state) {
     (void)state;
     store *s = open_store_merging(50);
     add_index(s, "t", "id");
-    /* a sweep in several steps (SQ_MERGE_CHUNK each), then one that merges into a full
-     * index */
+    /* a job past the threshold moves twice what it added: here a sweep in several steps
+     * (SQ_MERGE_CHUNK each), then one that merges into a full index */
     assert_int_equal(dedup_keys(s, 0, 1, 9000, 0, 0).inserted, 9000);
-    assert_true(wait_merged(20));
+    assert_int_equal(q_int("SELECT count(*) FROM pk_recent"), 0);
     assert_int_equal(dedup_keys(s, 9000, 1, 600, 0, 0).inserted, 600);
-    assert_true(wait_merged(20));
+    assert_int_equal(q_int("SELECT count(*) FROM pk_recent"), 0);
     assert_int_equal(q_int("SELECT count(*) FROM pk_entries"), 9600);
     store_close(s);
 
@@ -758,6 +749,28 @@ static void recent_entries_merge_into_the_index(void **state) {
         assert_int_equal(num(x.docs[i], "v"), k < 9000 ? 0 : 2);
     }
     exported_free(&x);
+    store_close(s);
+}
+
+/* However fast imports come, pk_recent stays below its threshold after each job: a job
+ * that reaches it merges twice what it adds. */
+static void merges_keep_pace_with_imports(void **state) {
+    (void)state;
+    store *s = open_store_merging(500);
+    add_index(s, "t", "id");
+    int64_t most = 0;
+    for (int r = 0; r < 40; r++) {
+        /* keys r, r + 40, ...: each batch spread over the whole key range */
+        assert_int_equal(dedup_keys(s, r, 40, 100, 0, 0).inserted, 100);
+        int64_t n = q_int("SELECT count(*) FROM pk_recent");
+        if (n > most) most = n;
+    }
+    /* it filled up to near the threshold (nothing merged before), and not past it */
+    assert_true(most >= 400);
+    assert_true(most < 500);
+    assert_int_equal(q_int("SELECT count(*) FROM " ENTRIES), 4000);
+    assert_int_equal(q_int(NOT_ONE_ENTRY), 0);
+    assert_int_equal(dedup_keys(s, 0, 1, 4000, 1, 0).replaced, 4000);
     store_close(s);
 }
 
@@ -1023,6 +1036,7 @@ int main(void) {
         T(backfill_resumes_after_restart),
         T(clear_during_backfill_makes_index_ready),
         T(recent_entries_merge_into_the_index),
+        T(merges_keep_pace_with_imports),
         T(an_entry_in_both_tables_is_one_match),
         T(timestamps_increase_across_reopen),
         T(creation_times_strictly_increase),
