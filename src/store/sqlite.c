@@ -807,9 +807,9 @@ static int recent_count(sq_store *s, tr_err *e) {
  * sweep starts once pk_recent holds recent_max entries. Each import job moves twice the
  * entries it added, in its own transaction: the merge keeps pace with any import rate
  * (a background thread fell behind imports with 8 connections and let pk_recent grow to
- * millions), and a sweep ends after about as many new entries as it found. The count is
- * kept by the writer; a rolled-back group can leave it off, so each sweep ends by
- * counting again. Entries that arrive behind a sweep's cursor wait for the next one. */
+ * millions), and a sweep ends after about half as many new entries as it found. The
+ * count is kept by the writer; a rolled-back group can leave it off, so each sweep ends
+ * by counting again. Entries that arrive behind a sweep's cursor wait for the next one. */
 static int merge_some(sq_store *s, int64_t n, tr_err *e) {
     if (!s->merging && s->recent < s->recent_max) return 0;
     s->merging = 1;
