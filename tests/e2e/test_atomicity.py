@@ -2,10 +2,11 @@
 the data survives a crash (§3.1 "Durable")."""
 import http.client
 import json
+import sqlite3
 import threading
 import time
 
-from harness import (ServerTestCase, append_stream, dedup_stream, messages, scaled,
+from harness import (Config, ServerTestCase, append_stream, dedup_stream, messages, scaled,
                      timeout, user_fields)
 
 
@@ -103,7 +104,18 @@ class DurabilityTests(ServerTestCase):
         """Small and large transactions, so the kill may land inside a big commit."""
         return 200 + (seq % 4) * 700
 
-    def run_clients(self, server, round_no, stop_after):
+    def batch(self, marker, seq):
+        """A client's request: (streams, messages, its size)."""
+        size = self.batch_size(seq)
+        data = [{"batch": marker, "i": i, "pad": "p" * 100} for i in range(size)]
+        return ({"durable": append_stream(), "durable_idx": dedup_stream(["k"])},
+                messages("durable", data) + messages("durable_idx", [{"k": marker, "n": size}]),
+                size)
+
+    def run_clients(self, server, round_no, stop_after, batch=None):
+        """THREADS clients send batch(marker, seq) requests until stop_after were
+        answered 200, then the server is killed: (markers acked, {marker: size} sent)."""
+        batch = batch or self.batch
         acked, sent, failures = set(), {}, []
         lock = threading.Lock()
         stop = threading.Event()
@@ -112,17 +124,11 @@ class DurabilityTests(ServerTestCase):
             seq = 0
             while not stop.is_set():
                 marker = "r%d-t%d-b%d" % (round_no, tid, seq)
-                size = self.batch_size(seq)
-                data = [{"batch": marker, "i": i, "pad": "p" * 100} for i in range(size)]
+                streams, msgs, size = batch(marker, seq)
                 with lock:
                     sent[marker] = size
                 try:
-                    r = server.import_records({"durable": append_stream(),
-                                               "durable_idx": dedup_stream(["k"])},
-                                              messages("durable", data)
-                                              + messages("durable_idx",
-                                                         [{"k": marker, "n": size}]),
-                                              timeout_s=timeout(60))
+                    r = server.import_records(streams, msgs, timeout_s=timeout(60))
                 except (OSError, http.client.HTTPException):
                     return  # the server is gone
                 if r.status == 200:
@@ -180,3 +186,51 @@ class DurabilityTests(ServerTestCase):
         self.assertCounts(r, inserted=1)
         self.assertEqual(self.assertJsonOk(self.server.indexes_ready(["durable_idx"])),
                          {"indexesReady": True})
+
+    def test_kill_9_while_index_entries_merge_keeps_every_key_once(self):
+        """SQLite keeps new index entries in a table of their own until a sweep merges
+        them into the index, which starts at 16,384 entries and runs inside import jobs;
+        kill -9 once one is under way (on PostgreSQL: a kill among imports that grow an
+        index). After the restart every acknowledged key is there, and importing every
+        key sent again finds each stored one (replaced, not inserted twice)."""
+        server = self.new_server().start()
+        self.assertOk(server.add_indexes({"keyed": [["k"]]}))
+        server.wait_indexes_ready(["keyed"])
+        per = 1000
+        keyed = {"keyed": dedup_stream(["k"])}
+
+        def batch(marker, seq):
+            return keyed, messages("keyed", [{"k": "%s-%d" % (marker, i), "v": 0}
+                                             for i in range(per)]), per
+
+        acked, sent = self.run_clients(server, 0, stop_after=20, batch=batch)
+        server.start()
+        if Config.backend == "sqlite":
+            # the kill came after a sweep began: entries in both tables
+            con = sqlite3.connect(server.data_dir + "/tributary.db")
+            try:
+                main, recent = con.execute("SELECT (SELECT count(*) FROM pk_entries),"
+                                           " (SELECT count(*) FROM pk_recent)").fetchone()
+            finally:
+                con.close()
+            self.assertGreater(main, 0)
+            self.assertGreater(recent, 0)
+        stored = {}
+        for d in server.export("keyed"):
+            stored.setdefault(d["k"].rsplit("-", 1)[0], []).append(d["k"])
+        for marker in acked:
+            self.assertIn(marker, stored, "batch %s was answered 200 and is lost" % marker)
+        for marker, keys in stored.items():
+            self.assertEqual(sorted(keys), sorted("%s-%d" % (marker, i) for i in range(per)),
+                             "batch %s is there only in part, or twice" % marker)
+        for marker in sent:
+            r = server.import_records(keyed, messages(
+                "keyed", [{"k": "%s-%d" % (marker, i), "v": 1} for i in range(per)]))
+            if marker in stored:
+                self.assertCounts(r, inserted=0, replaced=per)
+            else:
+                self.assertCounts(r, inserted=per, replaced=0)
+        docs = server.export("keyed")
+        self.assertEqual(len(docs), per * len(sent))
+        self.assertEqual({d["v"] for d in docs}, {1})
+
