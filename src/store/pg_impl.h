@@ -11,8 +11,8 @@
  * connection sets search_path to it). All results are asked for in binary format, so
  * integers, doubles and bytea come back exact and without text parsing.
  *
- * Schema (version 2; the same model as the SQLite engine, docs/storage.md; pg.c updates
- * a version 1 database when a serving process starts):
+ * Schema (version 3; the same model as the SQLite engine, docs/storage.md; pg.c updates
+ * a version 1 or 2 database when a serving process starts):
  *   meta(key text PK, value bigint)          schema_version, last_ts (last commit ts),
  *                                             next_ix, reclaim_floor (newest horizon
  *                                             reclaim has deleted up to; readers refuse
@@ -23,10 +23,11 @@
  *           NULL = current, doc_count bigint)
  *   documents(tablet bigint, id bytea, ts bigint, creation_time float8, value text;
  *             PK(tablet, id))
- *   entries(ix bigint, kh bigint, tablet bigint, id bytea, key bytea; index (ix, kh))
+ *   entries(ix bigint, kh bigint, tablet bigint, id bytea, key bytea;
+ *           index on the slot (ix << 40) | (kh & (2^40 - 1)), pg.c PG_ENTRY_SLOT)
  *       a document's primary key index entry in index instance `ix` (pk_indexes.ix),
- *       `kh` a 64-bit digest of `key` (the index holds the digest, so keys of any length
- *       fit; lookups recheck `key`). A replaced document keeps its entry (same id, same
+ *       `kh` a 64-bit digest of `key` (the index holds eight bytes per entry, so keys of
+ *       any length fit; lookups recheck ix, kh and `key`). A replaced document keeps its entry (same id, same
  *       key); a deleted one loses it in the same transaction.
  *   dead_indexes(ix bigint PK)  retired index instances (cleared table, replaced
  *       index) whose entries reclaim deletes
@@ -50,7 +51,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 
 /* A number as an SQL literal. */
 #define STR_(x) #x

@@ -10,7 +10,8 @@ What issue #4 promises for `--database-url`, checked from outside:
   503 DatabaseUnavailable (or a dropped connection) and then success, every acknowledged
   batch is stored, no failed batch is half stored, and the servers keep running;
 - the index entries of a cleared table or a replaced index are deleted in the
-  background, and the new ones find their documents;
+  background, and the new ones find their documents; index instances whose numbers
+  share a range of the entries index (2^24 apart) keep apart;
 - a writer keeps the tables it wrote from one commit to the next only while nothing
   else wrote: a clear, an append, a new or replaced index from another process show
   at its next import;
@@ -435,6 +436,54 @@ class RetiredEntriesTests(ServerTestCase):
         self.assertEqual(sorted((d["k"], d["v"]) for d in docs),
                          [(0, 0), (1, -1), (2, -2), (4, -4), (100, -3), (101, 7)])
 
+
+    def test_instances_that_share_a_range_of_the_index_keep_apart(self):
+        """The entries index holds an instance's number in 24 bits, so instances 2^24
+        apart share a range of it. Two tables with the same keys and such instances:
+        each finds only its own documents, and reclaiming one's entries leaves the
+        other's."""
+        server = self.new_server().start()
+        url = server.backend.url()
+
+        def ix(table):
+            return int(psql(url, "SELECT p.ix FROM tributary.pk_indexes p JOIN"
+                                 " tributary.tables t ON t.number = p.table_number"
+                                 " WHERE t.name = '%s'" % table))
+
+        def entries(instance):
+            return int(psql(url, "SELECT count(*) FROM tributary.entries WHERE ix = %d"
+                                 % instance))
+
+        self.assertOk(server.add_indexes({"a": [["k"]]}))
+        server.wait_indexes_ready(["a"])
+        first = ix("a")
+        psql(url, "UPDATE tributary.meta SET value = %d WHERE key = 'next_ix'"
+             % (first + (1 << 24)))
+        self.assertOk(server.add_indexes({"b": [["k"]]}))
+        server.wait_indexes_ready(["b"])
+        self.assertEqual(ix("b"), first + (1 << 24))
+
+        def put(table, v, **counts):
+            self.assertCounts(server.import_records(
+                {table: dedup_stream(["k"])},
+                messages(table, [{"k": i, "v": v} for i in range(100)])), **counts)
+
+        put("a", "a1", inserted=100)
+        put("b", "b1", inserted=100)  # the same keys: not a's documents
+        put("a", "a2", replaced=100)
+        put("b", "b2", replaced=100)
+        self.assertEqual({d["v"] for d in server.export("a")}, {"a2"})
+        self.assertEqual({d["v"] for d in server.export("b")}, {"b2"})
+
+        self.assertOk(server.clear_tables(["a"]))
+        deadline = time.monotonic() + timeout(60)
+        while entries(first):
+            self.assertLess(time.monotonic(), deadline, "a's old entries are still there")
+            time.sleep(0.1)
+        self.assertEqual(entries(first + (1 << 24)), 100)
+        put("b", "b3", replaced=100)
+        put("a", "a3", inserted=100)
+        self.assertEqual(len(server.export("b")), 100)
 
 
 # ---------------------------------------------------------------------------

@@ -7,11 +7,13 @@ entries in a table of their own with 8-byte key digests (version 1: columns of
 with the current server, turns its database back into version 1 exactly as the first
 release laid it out, starts the server again and checks what a user would — the change
 feed reads the same, existing dedup keys are still found (no duplicates), and the
-database says the current version (SQLite 3: index entries that imports wrote since the
-last merge wait in `pk_recent`, which version 2 did not have; PostgreSQL 2). Runs on both
-backends.
+database says the current version, 3 on both (SQLite: index entries that imports wrote
+since the last merge wait in `pk_recent`; PostgreSQL: the entries index holds one bigint
+per entry instead of `(ix, kh)`; version 2 had neither). Runs on both backends.
 """
 import sqlite3
+
+import unittest
 
 from harness import (Config, ServerTestCase, append_stream, deltas_since, dedup_stream,
                      first_cursor, messages, psql)
@@ -39,6 +41,15 @@ CREATE INDEX documents_by_key ON tributary.documents(ix, kh) WHERE ix IS NOT NUL
 DROP TABLE tributary.entries;
 DROP TABLE tributary.dead_indexes;
 UPDATE tributary.meta SET value = 1 WHERE key = 'schema_version';
+COMMIT;
+"""
+
+# PostgreSQL: back to version 2's index of entries on (ix, kh).
+PG_TO_VERSION_2 = """
+BEGIN;
+DROP INDEX tributary.entries_by_slot;
+CREATE INDEX entries_by_key ON tributary.entries(ix, kh);
+UPDATE tributary.meta SET value = 2 WHERE key = 'schema_version';
 COMMIT;
 """
 
@@ -111,7 +122,7 @@ class SchemaUpgradeTests(ServerTestCase):
 
         self.assertEqual(self.to_version_1(server), 55 + 10 + 1)
         server.start()
-        self.assertEqual(self.version(server), 2 if Config.backend == "postgres" else 3)
+        self.assertEqual(self.version(server), 3)
         after, _ = deltas_since(self, server, start)
         self.assertEqual(after, before)
         # the index survived the upgrade: existing keys are found, not duplicated
@@ -123,3 +134,25 @@ class SchemaUpgradeTests(ServerTestCase):
         self.assertEqual(sorted(d["k"] for d in docs), sorted(set(range(40)) | {100}))
         self.assertEqual({d["k"]: d["v"] for d in docs if d["k"] in (8, 39, 3)},
                          {8: "c", 39: "c", 3: "back"})
+
+    @unittest.skipUnless(Config.backend == "postgres", "PostgreSQL backend only")
+    def test_a_postgres_version_2_database_gets_the_slot_index(self):
+        server = self.new_server().start()
+        url = server.backend.url()
+        self.assertOk(server.add_indexes({"people": [["k"]]}))
+        server.wait_indexes_ready(["people"])
+        people = {"people": dedup_stream(["k"])}
+        self.assertCounts(server.import_records(
+            people, messages("people", [{"k": i, "v": "a"} for i in range(50)])), inserted=50)
+        server.stop()
+        psql(url, PG_TO_VERSION_2)
+        server.start()
+        self.assertEqual(self.version(server), 3)
+        self.assertEqual(psql(url, "SELECT string_agg(indexname, ',' ORDER BY indexname)"
+                                   " FROM pg_indexes WHERE tablename = 'entries'"),
+                         "entries_by_slot")
+        self.assertCounts(server.import_records(
+            people, messages("people", [{"k": i, "v": "b"} for i in range(40, 60)])),
+            inserted=10, replaced=10)
+        self.assertEqual(len(server.export("people")), 60)
+
