@@ -27,8 +27,8 @@
  *           index on the slot (ix << 40) | (kh & (2^40 - 1)), pg.c PG_ENTRY_SLOT)
  *       a document's primary key index entry in index instance `ix` (pk_indexes.ix),
  *       `kh` a 64-bit digest of `key` (the index holds eight bytes per entry, so keys of
- *       any length fit; lookups recheck ix, kh and `key`). A replaced document keeps its entry (same id, same
- *       key); a deleted one loses it in the same transaction.
+ *       any length fit; lookups recheck ix, kh and `key`). A replaced document keeps
+ *       its entry (same id, same key); a deleted one loses it in the same transaction.
  *   dead_indexes(ix bigint PK)  retired index instances (cleared table, replaced
  *       index) whose entries reclaim deletes
  *   history(tablet, id, valid_from, valid_to, creation_time, value; index on valid_to)
