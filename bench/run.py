@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -147,8 +148,9 @@ class PostgresBackend:
 
     name = "PostgreSQL"
 
-    def __init__(self, bindir, server_bin, tmp_root):
+    def __init__(self, bindir, server_bin, tmp_root, settings=()):
         self.bindir, self.cluster, self.port, self.sock = bindir, None, None, None
+        self.settings = settings
         self.ndb = 0
         self.skip = self._why_not(server_bin)
         if self.skip is None:
@@ -181,7 +183,8 @@ class PostgresBackend:
             ["initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
             ["pg_ctl", "-D", data, "-w", "-l", os.path.join(self.cluster, "log"), "-o",
              f"-k {self.sock} -p {self.port} -c listen_addresses='' -c fsync=on "
-             "-c synchronous_commit=on -c max_wal_size=4GB", "start"],
+             "-c synchronous_commit=on -c max_wal_size=4GB"
+             + "".join(f" -c {x}" for x in self.settings), "start"],
         ]
         for cmd in steps:
             p = subprocess.run(self._as_pg(cmd), stdout=subprocess.PIPE,
@@ -784,10 +787,21 @@ def parse_args():
     p.add_argument("--big-rounds", type=int, default=3,
                    help="rounds of the full-mode scenarios")
     p.add_argument("--backfill-docs", type=int, default=1000000)
+    p.add_argument("--backends", default="sqlite,postgres",
+                   help="comma separated subset: sqlite,postgres")
+    p.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting of the throwaway PostgreSQL cluster (repeatable), e.g. "
+                        "shared_buffers=1GB; both programs run on it")
     p.add_argument("--out", default="build/bench/results.md",
                    help="also write the tables here (and the raw runs next to it as .json)")
     args = p.parse_args()
     args.conns = [int(c) for c in args.conns.split(",") if c]
+    args.backends = [b for b in args.backends.split(",") if b]
+    if set(args.backends) - {"sqlite", "postgres"}:
+        p.error("--backends: sqlite and/or postgres")
+    for x in args.pg_setting:
+        if not re.fullmatch(r"[a-z_]+=[A-Za-z0-9_.]+", x):
+            p.error(f"--pg-setting {x!r}: NAME=VALUE, letters, digits, '_' and '.' only")
     args.command = " ".join(["python3", *sys.argv]) if not os.environ.get("BENCH_COMMAND") \
         else os.environ["BENCH_COMMAND"]
     return args
@@ -828,8 +842,9 @@ def main():
     with open("/proc/loadavg") as f:
         info["loadavg"] = " ".join(f.read().split()[:3])
     bench = Bench(args)
-    backends = [SqliteBackend(args.bin_dir),
-                PostgresBackend(args.bin_dir, args.server, args.tmp)]
+    backends = ([SqliteBackend(args.bin_dir)] if "sqlite" in args.backends else []) + \
+        ([PostgresBackend(args.bin_dir, args.server, args.tmp, args.pg_setting)]
+         if "postgres" in args.backends else [])
     t0, cpu0 = time.monotonic(), cpu_snapshot()
     try:
         for step in steps:
