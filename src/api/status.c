@@ -66,7 +66,7 @@ static void metrics_requests(buf *out, const stats_view *v) {
                        (unsigned long long)v->endpoints[i].requests[c]);
         }
     metric_head(out, "tributary_http_request_duration_seconds", "histogram",
-                "Time from a request's headers to its completion.");
+                "Time from a request's headers to its answer.");
     for (size_t i = 0; i <= v->nendpoints; i++) {
         const stats_endpoint *ep = &v->endpoints[i];
         if (!ep->le[STATS_NBUCKETS]) continue;

@@ -62,6 +62,21 @@ typedef struct http_req {
 
 /* ---- responses ---- */
 
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The request's place in the counters (stats.h), taken once its status is decided and
+ * before the client can see the answer: a client that has its answer finds it counted
+ * in its next scrape of /metrics. */
+static void count_request(http_req *r, int status) {
+    r->status = status;
+    if (r->srv->c.env->stats)
+        api_stats_request(r->srv->c.env->stats, r->ep_index, status, seconds_since(&r->t0));
+}
+
 static enum MHD_Result send_body(struct MHD_Connection *c, http_req *r, int status,
                                  const char *type, buf *body, int close_conn) {
     size_t len = body->len;
@@ -73,10 +88,10 @@ static enum MHD_Result send_body(struct MHD_Connection *c, http_req *r, int stat
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (close_conn) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    count_request(r, status);
+    r->out_bytes = len;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    r->status = status;
-    r->out_bytes = len;
     return ret;
 }
 
@@ -318,7 +333,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
              * it (a chunked body with no Content-Length), MHD cannot answer in the middle
              * of a body, so the connection is closed without a response. */
             if (r->raw_in <= r->limit) return MHD_YES;
-            r->status = r->err.status;
+            count_request(r, r->err.status);
             return MHD_NO;
         }
         if (r->raw_in > r->limit)
@@ -340,14 +355,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return send_error(c, r, &r->err, 0);
 }
 
-/* The request's log line, and its place in the counters (stats.h) when it was answered. */
+/* The request's log line, written when MHD is done with it. */
 static void log_request(const http_req *r,
                         enum MHD_RequestTerminationCode toe) {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
-    if (r->status && r->srv->c.env->stats)
-        api_stats_request(r->srv->c.env->stats, r->ep_index, r->status, ms / 1e3);
+    double ms = seconds_since(&r->t0) * 1e3;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);

@@ -2,6 +2,7 @@
 operator with a browser use them: who may read them, and that what they show matches
 what the server did and what is stored."""
 import re
+import threading
 import unittest
 
 from harness import Config, ServerTestCase, append_stream, dedup_stream, messages, psql
@@ -101,6 +102,41 @@ class MetricsTests(ServerTestCase):
         self.assertEqual(metric(m, "tributary_table_documents", table="users"), 2)
         self.assertEqual(metric(m, "tributary_table_index_ready", table="users"), 1)
         self.assertIsNone(metric(m, "tributary_table_index_ready", table="events"))
+
+    def test_an_answered_request_is_in_the_next_scrape(self):
+        # a refused import's connection is closed and the next request comes on a new
+        # one, so the server must count it before the client can read its answer;
+        # several clients at once, so that the server's threads race
+        s = self.new_server()
+        s.start()
+        imp = {"method": "POST", "path": IMPORT_PATH}
+        lock, answered, failures = threading.Lock(), [0], []
+
+        def client():
+            for _ in range(250):
+                bad = s.import_records({"users": dedup_stream(["id"])},
+                                       messages("users", [{"v": "no key"}]))
+                if bad.status != 400:
+                    failures.append("import answered %d" % bad.status)
+                    return
+                with lock:
+                    answered[0] += 1
+                    seen_before = answered[0]
+                counted = metric(self.metrics(s), "tributary_http_requests_total",
+                                 code="4xx", **imp)
+                if counted < seen_before:
+                    failures.append("%d refused imports answered, %d counted"
+                                    % (seen_before, counted))
+                    return
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+        self.assertEqual(metric(self.metrics(s), "tributary_http_requests_total",
+                                code="4xx", **imp), 1000)
 
     def test_table_metrics_follow_clear_tables(self):
         self.assertOk(self.server.import_records(
