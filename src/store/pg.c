@@ -24,7 +24,9 @@
  *   under the same lock, with all progress in the database: a backfill is continued by
  *   whichever process looks next, so it survives the death of the one that started it.
  * - A lost connection fails the requests in flight with 503 DatabaseUnavailable (the
- *   transaction is gone, nothing is half-written) and the next request reconnects.
+ *   transaction is gone, nothing is half-written) and the next request reconnects;
+ *   unless the connection broke during the COMMIT and, asked on a new one, the
+ *   transaction had committed: then they get their 200s (commit_outcome).
  *
  * Reads are in pg_read.c, libpq plumbing in pg_conn.c, the schema in pg_impl.h.
  */
@@ -559,6 +561,34 @@ static int group_begin(pg_store *s, tr_err *e) {
     }
 }
 
+/* After a COMMIT whose answer was lost with the connection: what became of transaction
+ * `xid`, asked on a new connection (pg_xact_status). PostgreSQL may have committed it
+ * before the connection broke; answering 503 then would make the client send the batch
+ * again, and an append would be stored twice. While the old session is still ending its
+ * transaction shows as in progress: asked again, for up to PG_OUTCOME_WAIT_S.
+ * 1 committed, 0 not committed, -1 unknown. */
+#define PG_OUTCOME_WAIT_S 10
+static int commit_outcome(pg_store *s, int64_t xid) {
+    rollback(s);
+    tr_err e;
+    pg_params p = {0};
+    pgp_i64(&p, xid);
+    for (int i = 0; i < PG_OUTCOME_WAIT_S * 10; i++) {
+        if (writer_ready(s, &e) != 0) return -1;
+        PGresult *r = pg_exec(s->w, "SELECT pg_xact_status($1::text::xid8)", &p, &e);
+        if (!r) return -1;
+        int outcome = -1;
+        if (PQntuples(r) == 1 && !pg_isnull(r, 0, 0)) {
+            const char *st = PQgetvalue(r, 0, 0);
+            outcome = strcmp(st, "committed") == 0 ? 1 : strcmp(st, "aborted") == 0 ? 0 : -1;
+        }
+        PQclear(r);
+        if (outcome >= 0) return outcome;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    return -1;
+}
+
 static int import_run(store *st, wq_job *job, int64_t ts, tr_err *e);
 
 /* One transaction over every job not yet failed (see wqueue.h). A job that fails for a
@@ -609,8 +639,22 @@ static int group_try(pg_store *s, wq_job *head) {
         }
         return 1;
     }
-    if (ok && shapes_save(s, &fatal) == 0 &&
-        commit(s, stamped, wq_waiting(&s->q), &fatal) == 0) {
+    int64_t xid = s->group_xid;
+    int committed = ok && shapes_save(s, &fatal) == 0 &&
+                    commit(s, stamped, wq_waiting(&s->q), &fatal) == 0;
+    if (!committed && ok && xid && PQstatus(s->w) != CONNECTION_OK) {
+        int outcome = commit_outcome(s, xid);
+        fprintf(stderr, "tributary: PostgreSQL: the answer to a COMMIT was lost with the"
+                        " connection; asked again, the transaction %s\n",
+                outcome > 0 ? "had committed" : outcome == 0 ? "had not committed"
+                                                             : "could not be found out");
+        if (outcome < 0) {
+            wq_fail_all(head, &fatal);
+            return 0;
+        }
+        committed = outcome;
+    }
+    if (committed) {
         if (kick) bgt_kick(&s->bg);
         return 0;
     }

@@ -17,7 +17,9 @@ What issue #4 promises for `--database-url`, checked from outside:
   at its next import;
 - a statement the writer sent ahead without waiting (the change-log row, which rides
   with the next statement or the commit) that fails fails its own request only, with
-  nothing of it stored, while other clients' requests, grouped with it, succeed.
+  nothing of it stored, while other clients' requests, grouped with it, succeed;
+- a COMMIT that went through but whose answer was lost with the connection is answered
+  200 (asked again on a new connection), so the client does not send the batch twice.
 
 These tests are skipped (not counted) on the SQLite backend. Restarting the database
 needs the cluster's pg_ctl (run.py --pg-ctl; `make test` passes it).
@@ -536,6 +538,52 @@ class SentAheadFailureTests(ServerTestCase):
         self.assertCounts(server.import_records(
             {"bad": append_stream()}, messages("bad", [{"k": 5}])), inserted=1)
         self.assertEqual(sorted(d["k"] for d in server.export("bad")), [-1, 5])
+
+
+# ---------------------------------------------------------------------------
+# A COMMIT whose answer is lost
+
+@POSTGRES_ONLY
+class LostCommitAnswerTests(ServerTestCase):
+
+    @staticmethod
+    def set_standby(names):
+        psql(Config.database_url, "ALTER SYSTEM SET synchronous_standby_names = " + names)
+        psql(Config.database_url, "SELECT pg_reload_conf()")
+
+    def test_a_commit_that_went_through_is_answered_200_when_its_answer_was_lost(self):
+        # PostgreSQL waits to answer a COMMIT while a synchronous standby that never
+        # comes is configured; the commit is already durable on the server then.
+        # Ending the writer's session in that wait loses the answer, not the commit.
+        server = self.new_server().start()
+        url = server.backend.url()
+        db = psql(url, "SELECT current_database()")
+        self.assertCounts(server.import_records(
+            {"t": append_stream()}, messages("t", [{"k": 0}])), inserted=1)
+        results = []
+        self.set_standby("'tributary_test_nobody'")
+        try:
+            t = threading.Thread(target=lambda: results.append(server.import_records(
+                {"t": append_stream()}, messages("t", [{"k": k} for k in range(1, 6)]))))
+            t.start()
+            deadline = time.monotonic() + timeout(20)
+            pid = ""
+            while not pid and time.monotonic() < deadline:
+                pid = psql(url, "SELECT pid FROM pg_stat_activity WHERE datname = '%s'"
+                                " AND wait_event = 'SyncRep'" % db)
+                time.sleep(0.05)
+            self.assertTrue(pid, "the import's COMMIT never waited for the standby")
+            psql(url, "SELECT pg_terminate_backend(%s)" % pid)
+        finally:
+            self.set_standby("DEFAULT")
+        t.join(timeout(30))
+        self.assertEqual(len(results), 1)
+        self.assertCounts(results[0], inserted=5)
+        self.assertIn("the transaction had committed", server.stderr_text())
+        self.assertEqual(sorted(d["k"] for d in server.export("t")), list(range(6)))
+        self.assertCounts(server.import_records(
+            {"t": append_stream()}, messages("t", [{"k": 6}])), inserted=1)
+        self.assertEqual(sorted(d["k"] for d in server.export("t")), list(range(7)))
 
 
 # ---------------------------------------------------------------------------
