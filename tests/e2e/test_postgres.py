@@ -551,6 +551,13 @@ class LostCommitAnswerTests(ServerTestCase):
         psql(Config.database_url, "ALTER SYSTEM SET synchronous_standby_names = " + names)
         psql(Config.database_url, "SELECT pg_reload_conf()")
 
+    def import_in_background(self, server, keys):
+        results = []
+        t = threading.Thread(target=lambda: results.append(server.import_records(
+            {"t": append_stream()}, messages("t", [{"k": k} for k in keys]))))
+        t.start()
+        return t, results
+
     def test_a_commit_that_went_through_is_answered_200_when_its_answer_was_lost(self):
         # PostgreSQL waits to answer a COMMIT while a synchronous standby that never
         # comes is configured; the commit is already durable on the server then.
@@ -560,30 +567,37 @@ class LostCommitAnswerTests(ServerTestCase):
         db = psql(url, "SELECT current_database()")
         self.assertCounts(server.import_records(
             {"t": append_stream()}, messages("t", [{"k": 0}])), inserted=1)
-        results = []
+        stored = [0]
         self.set_standby("'tributary_test_nobody'")
         try:
-            t = threading.Thread(target=lambda: results.append(server.import_records(
-                {"t": append_stream()}, messages("t", [{"k": k} for k in range(1, 6)]))))
-            t.start()
-            deadline = time.monotonic() + timeout(20)
+            # the setting takes effect a little after the reload: imports that commit
+            # before it are answered as usual, and the next one is tried
+            deadline = time.monotonic() + timeout(30)
             pid = ""
             while not pid and time.monotonic() < deadline:
-                pid = psql(url, "SELECT pid FROM pg_stat_activity WHERE datname = '%s'"
-                                " AND wait_event = 'SyncRep'" % db)
-                time.sleep(0.05)
-            self.assertTrue(pid, "the import's COMMIT never waited for the standby")
+                keys = list(range(stored[-1] + 1, stored[-1] + 6))
+                t, results = self.import_in_background(server, keys)
+                while not pid and t.is_alive() and time.monotonic() < deadline:
+                    pid = psql(url, "SELECT pid FROM pg_stat_activity WHERE datname = '%s'"
+                                    " AND wait_event = 'SyncRep'" % db)
+                    time.sleep(0.02)
+                if not pid:
+                    t.join(timeout(30))
+                    self.assertCounts(results[0], inserted=5)
+                    stored += keys
+            self.assertTrue(pid, "no import's COMMIT waited for the standby")
             psql(url, "SELECT pg_terminate_backend(%s)" % pid)
         finally:
             self.set_standby("DEFAULT")
         t.join(timeout(30))
         self.assertEqual(len(results), 1)
         self.assertCounts(results[0], inserted=5)
+        stored += keys
         self.assertIn("the transaction had committed", server.stderr_text())
-        self.assertEqual(sorted(d["k"] for d in server.export("t")), list(range(6)))
+        self.assertEqual(sorted(d["k"] for d in server.export("t")), stored)
         self.assertCounts(server.import_records(
-            {"t": append_stream()}, messages("t", [{"k": 6}])), inserted=1)
-        self.assertEqual(sorted(d["k"] for d in server.export("t")), list(range(7)))
+            {"t": append_stream()}, messages("t", [{"k": -1}])), inserted=1)
+        self.assertEqual(sorted(d["k"] for d in server.export("t")), [-1] + stored)
 
 
 # ---------------------------------------------------------------------------
