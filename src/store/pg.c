@@ -639,20 +639,21 @@ static int group_try(pg_store *s, wq_job *head) {
         }
         return 1;
     }
-    int64_t xid = s->group_xid;
-    int committed = ok && shapes_save(s, &fatal) == 0 &&
-                    commit(s, stamped, wq_waiting(&s->q), &fatal) == 0;
-    if (!committed && ok && xid && PQstatus(s->w) != CONNECTION_OK) {
-        int outcome = commit_outcome(s, xid);
-        fprintf(stderr, "tributary: PostgreSQL: the answer to a COMMIT was lost with the"
-                        " connection; asked again, the transaction %s\n",
-                outcome > 0 ? "had committed" : outcome == 0 ? "had not committed"
-                                                             : "could not be found out");
-        if (outcome < 0) {
-            wq_fail_all(head, &fatal);
-            return 0;
+    int committed = 0;
+    if (ok && shapes_save(s, &fatal) == 0) {
+        int64_t xid = s->group_xid;
+        committed = commit(s, stamped, wq_waiting(&s->q), &fatal) == 0;
+        if (!committed && xid && PQstatus(s->w) != CONNECTION_OK) {
+            committed = commit_outcome(s, xid);
+            fprintf(stderr, "tributary: PostgreSQL: the answer to a COMMIT was lost with the"
+                            " connection; asked again, the transaction %s\n",
+                    committed > 0 ? "had committed" : committed == 0 ? "had not committed"
+                                                                     : "could not be found out");
+            if (committed < 0) {
+                wq_fail_all(head, &fatal);
+                return 0;
+            }
         }
-        committed = outcome;
     }
     if (committed) {
         if (kick) bgt_kick(&s->bg);
