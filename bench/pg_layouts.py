@@ -164,9 +164,8 @@ class Bench:
         for r in range(self.args.rounds):
             batches = [self.keys() for _ in range(self.args.batches)]
             for layout in (LAYOUTS if r % 2 == 0 else LAYOUTS[::-1]):
-                sql = ["SET synchronous_commit = on",
-                       "CREATE TEMP TABLE f(i bigint, id bytea, tid tid)"]
-                sql = ";\n".join(sql) + ";\n"
+                sql = ("SET synchronous_commit = on;\n"
+                       "CREATE TEMP TABLE f(i bigint, id bytea, tid tid);\n")
                 for ks in batches:
                     self.ts += 1
                     sql += write_sql(layout, ks, self.ts)
