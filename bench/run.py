@@ -13,6 +13,10 @@ numbers as JSON, under build/bench/).
 Backends are rows of the tables: SQLite always; PostgreSQL once the server has a
 PostgreSQL backend (it then needs a PostgreSQL server, started here in a temporary
 cluster; see PostgresBackend). Until then its rows say why they are skipped.
+
+With --compare OTHER, every server run of the throughput, small-request and big-table
+scenarios is followed by the same run with the OTHER binary: two builds interleaved in one
+run, on the same noise, which is what a change's effect has to be judged on.
 """
 
 import argparse
@@ -360,8 +364,16 @@ class Bench:
     def log(self, msg):
         print(msg, file=sys.stderr, flush=True)
 
-    def server(self, backend):
-        return Server(self.args.server, backend, self.bindir, self.args.tmp)
+    def server(self, backend, binary=None):
+        return Server(binary or self.args.server, backend, self.bindir, self.args.tmp)
+
+    def server_runs(self, row, key, *run_args, **kw):
+        """server_run(*run_args) into row[key]; with --compare, then the same run with
+        the other binary into row[key + "_b"]."""
+        row[key].append(self.server_run(*run_args, **kw))
+        if self.args.compare:
+            row.setdefault(key + "_b", []).append(
+                self.server_run(*run_args, binary=self.args.compare, **kw))
 
     def scratch(self):
         return tempfile.mkdtemp(prefix="tributary-bench-base-", dir=self.args.tmp)
@@ -379,9 +391,9 @@ class Bench:
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
-    def server_run(self, backend, mode, n, batch, conns, filler_to=None):
+    def server_run(self, backend, mode, n, batch, conns, filler_to=None, binary=None):
         """A fresh server, the dedup pre-load (and filler) untimed, then the measured run."""
-        with self.server(backend) as s:
+        with self.server(backend, binary) as s:
             if mode == "dedup":
                 s.add_index()
                 s.wait_index()
@@ -420,8 +432,8 @@ class Bench:
                 self.log(f"[round {rnd + 1}/{a.rounds}] {row['backend']} {row['mode']} "
                          f"{row['conns']} conns: baseline, server")
                 row["base"].append(self.baseline_run(backend, row["mode"], a.records, a.batch))
-                row["srv"].append(self.server_run(backend, row["mode"], a.records, a.batch,
-                                                  row["conns"]))
+                self.server_runs(row, "srv", backend, row["mode"], a.records, a.batch,
+                                 row["conns"])
         self.results["throughput"] = rows
 
     @staticmethod
@@ -442,7 +454,7 @@ class Bench:
                 self.log(f"[round {rnd + 1}/{a.rounds}] {row['backend']} {row['mode']} "
                          f"small requests: baseline, server")
                 row["base"].append(self.baseline_run(backend, row["mode"], a.small_records, 10))
-                row["srv"].append(self.server_run(backend, row["mode"], a.small_records, 10, 8))
+                self.server_runs(row, "srv", backend, row["mode"], a.small_records, 10, 8)
         self.results["small"] = rows
 
     def big_request(self, backends):
@@ -485,18 +497,17 @@ class Bench:
             for row, backend in self.row_backends(rows, backends):
                 self.log(f"[full {rnd + 1}/{a.big_rounds}] {row['backend']} dedup on the "
                          f"small table, then on {a.big_docs:,} documents")
-                row["small"].append(self.server_run(backend, "dedup", a.records, a.batch,
-                                                    a.big_conns))
-                row["big"].append(self.server_run(backend, "dedup", a.records, a.batch,
-                                                  a.big_conns, filler_to=a.big_docs))
+                self.server_runs(row, "small", backend, "dedup", a.records, a.batch,
+                                 a.big_conns)
+                self.server_runs(row, "big", backend, "dedup", a.records, a.batch, a.big_conns,
+                                 filler_to=a.big_docs)
                 row["base_small"].append(self.baseline_run(backend, "dedup", a.records,
                                                            a.batch))
                 row["base_big"].append(self.baseline_run(backend, "dedup", a.records, a.batch,
                                                          filler_to=a.big_docs))
         for row, backend in self.row_backends(rows, backends):
             self.log(f"[full] {row['backend']} closing run on the small table")
-            row["small"].append(self.server_run(backend, "dedup", a.records, a.batch,
-                                                a.big_conns))
+            self.server_runs(row, "small", backend, "dedup", a.records, a.batch, a.big_conns)
         self.results["big_table"] = rows
 
     def backfill(self, backends):
@@ -736,6 +747,8 @@ def report(bench, args, info):
               f"{fmt_rate(base)} | {rate / base:.2f} | {verdict(rate / base >= 0.5)} | "
               f"{clear:.1f} | {verdict(clear < 50)} |")
         w("")
+    if a.compare:
+        compare_report(bench, a, info, w)
     w("Every run (records/s, tributary / baseline; server CPU seconds in the measured phase):")
     w("")
     for key in ("throughput", "small"):
@@ -753,12 +766,47 @@ def report(bench, args, info):
         if not r["skip"]:
             w(f"- {r['backend']} dedup small table: {rates(r['small'])}; big: {rates(r['big'])};"
               f" baseline small: {rates(r['base_small'])}; baseline big: {rates(r['base_big'])}")
+            if a.compare:
+                w(f"- {r['backend']} dedup, --compare binary: small table "
+                  f"{rates(r['small_b'])}; big: {rates(r['big_b'])}")
     for r in bench.results.get("backfill") or []:
         if not r["skip"]:
             w(f"- {r['backend']} backfill: "
               + ", ".join(f"{x['backfill_s']:.2f}s/{x['clear_ms']:.1f}ms" for x in r["srv"])
               + f"; baseline insert: {rates(r['base'])}")
     return "\n".join(out) + "\n"
+
+
+def compare_report(bench, a, info, w):
+    """The --compare table: each scenario's median records/s of the two binaries, whose
+    runs alternated (A, B, A, B, ...), and B / A."""
+    w(f"### --compare: A = the server binary ({info['server_sha256']}…), B = "
+      f"`{a.compare_original}` ({info['compare_sha256']}…)")
+    w("")
+    w("| scenario | backend | A rec/s | B rec/s | B / A | every run, A / B |")
+    w("|---|---|---:|---:|---:|---|")
+    cases = []
+    for key, label in (("throughput", "{mode}, {conns} conns"), ("small", "{mode}, small")):
+        for r in bench.results.get(key) or []:
+            if not r["skip"]:
+                cases.append((label.format(**r), r["backend"], r["srv"], r["srv_b"]))
+    for r in bench.results.get("big_table") or []:
+        if not r["skip"]:
+            cases.append(("dedup, small table", r["backend"], r["small"], r["small_b"]))
+            cases.append((f"dedup, {a.big_docs:,} documents", r["backend"], r["big"],
+                           r["big_b"]))
+    for label, backend, ra, rb in cases:
+        x, y = med(ra, "records_per_s"), med(rb, "records_per_s")
+        runs = ", ".join(f"{p['records_per_s'] / 1000:.1f}k/{q['records_per_s'] / 1000:.1f}k"
+                         for p, q in zip(ra, rb))
+        w(f"| {label} | {backend} | {fmt_rate(x)} | {fmt_rate(y)} | {y / x:.2f} | {runs} |")
+    for r in bench.results.get("big_table") or []:
+        if not r["skip"]:
+            ra = med(r["big"], "records_per_s") / med(r["small"], "records_per_s")
+            rb = med(r["big_b"], "records_per_s") / med(r["small_b"], "records_per_s")
+            w("")
+            w(f"{r['backend']} target 3 (big / small table): A {ra:.2f}, B {rb:.2f}.")
+    w("")
 
 
 # ---------------------------------------------------------------- main
@@ -792,6 +840,9 @@ def parse_args():
     p.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                    help="a setting of the throwaway PostgreSQL cluster (repeatable), e.g. "
                         "shared_buffers=1GB; both programs run on it")
+    p.add_argument("--compare", default="", metavar="BINARY",
+                   help="a second server binary, run right after the first in every round "
+                        "of the throughput, small and big_table scenarios (an A/B)")
     p.add_argument("--out", default="build/bench/results.md",
                    help="also write the tables here (and the raw runs next to it as .json)")
     args = p.parse_args()
@@ -813,18 +864,23 @@ def file_sha256(path):
 
 
 def freeze_server(args):
-    """Copies the server binary aside and points args.server at the copy, so every run
-    measures the same build even if build/tributary is rebuilt meanwhile."""
+    """Copies the server binaries aside and points args.server (and args.compare) at the
+    copies, so every run measures the same build even if build/tributary is rebuilt
+    meanwhile. Returns the directory of the copies."""
     d = tempfile.mkdtemp(prefix="tributary-bench-bin-", dir=args.tmp)
-    copy = os.path.join(d, "tributary")
-    shutil.copy2(args.server, copy)
-    args.server_original, args.server = args.server, copy
-    return copy
+    for attr in ("server", "compare"):
+        if getattr(args, attr):
+            copy = os.path.join(d, f"tributary-{attr}")
+            shutil.copy2(getattr(args, attr), copy)
+            setattr(args, attr + "_original", getattr(args, attr))
+            setattr(args, attr, copy)
+    return d
 
 
 def main():
     args = parse_args()
-    for prog in (args.server, os.path.join(args.bin_dir, "loadgen"),
+    for prog in (args.server, *([args.compare] if args.compare else []),
+                 os.path.join(args.bin_dir, "loadgen"),
                  os.path.join(args.bin_dir, "baseline_sqlite")):
         if not os.access(prog, os.X_OK):
             sys.exit(f"run.py: {prog} missing; run `make bench` (it builds everything)")
@@ -837,8 +893,10 @@ def main():
         if unknown:
             sys.exit(f"run.py: --only: unknown step(s) {', '.join(sorted(unknown))}")
     info = machine_info(args.tmp)
-    server_copy = freeze_server(args)
+    copies = freeze_server(args)
     info["server_sha256"] = file_sha256(args.server)[:12]
+    if args.compare:
+        info["compare_sha256"] = file_sha256(args.compare)[:12]
     with open("/proc/loadavg") as f:
         info["loadavg"] = " ".join(f.read().split()[:3])
     bench = Bench(args)
@@ -854,7 +912,7 @@ def main():
     finally:
         for b in backends:
             b.close()
-        shutil.rmtree(os.path.dirname(server_copy), ignore_errors=True)
+        shutil.rmtree(copies, ignore_errors=True)
     info["other_cpu_share"] = other_cpu_share(cpu0, cpu_snapshot())
     text = report(bench, args, info)
     text += f"\n(benchmark wall time {time.monotonic() - t0:.0f} s)\n"
