@@ -1,5 +1,7 @@
 """Deduplicated streams (SPEC §3.1, §2.6): what an upsert, a CDC deletion and
-pre-existing duplicates leave in the table."""
+pre-existing duplicates leave in the table, now and in a snapshot taken before."""
+import urllib.parse
+
 from harness import (Int64, ServerTestCase, append_stream, dedup_stream, messages,
                      user_fields)
 
@@ -14,6 +16,20 @@ class DedupTests(ServerTestCase):
         return self.server.import_records({table: dedup_stream(list(key))},
                                           messages(table, datas))
 
+    def read_snapshot(self, table, snapshot=None):
+        """Every document of `table` as list_snapshot shows it (at `snapshot`, or now), by
+        _id, and the snapshot read."""
+        docs, cursor = {}, None
+        while True:
+            q = {"tableName": table, "format": "json", "snapshot": snapshot, "cursor": cursor}
+            query = urllib.parse.urlencode({k: v for k, v in q.items() if v is not None})
+            body = self.assertJsonOk(self.server.request("GET", "/api/list_snapshot?" + query))
+            snapshot = body["snapshot"]
+            docs.update((v["_id"], v) for v in body["values"])
+            if not body["hasMore"]:
+                return docs, snapshot
+            cursor = body["cursor"]
+
     def test_replace_is_whole_and_keeps_system_fields(self):
         self.index("whole", ["id"])
         self.assertCounts(self.upsert("whole", [{"id": 1, "a": 1, "b": {"c": 2}}]),
@@ -26,6 +42,32 @@ class DedupTests(ServerTestCase):
         self.assertEqual(user_fields(after[0]), {"id": 1, "a": 3})
         self.assertEqual(after[0]["_id"], before[0]["_id"])
         self.assertEqual(after[0]["_creationTime"], before[0]["_creationTime"])
+
+    def test_a_large_batch_of_replaces_keeps_every_old_version(self):
+        # ~6 MB of new versions in one request, with deletions and inserts
+        self.index("bulk", ["id"])
+        n, pad = 1500, "abcd" * 1000
+        self.assertCounts(self.upsert("bulk", [{"id": i, "v": "old", "pad": pad}
+                                               for i in range(n + 20)]), inserted=n + 20)
+        before, snapshot = self.read_snapshot("bulk")
+        self.assertEqual(len(before), n + 20)
+        r = self.upsert("bulk", [{"id": i, "v": "new", "pad": pad.upper()} for i in range(n)]
+                        + [{"id": n + i, "_ab_cdc_deleted_at": "now"} for i in range(10)]
+                        + [{"id": 10 ** 6 + i, "v": "added"} for i in range(10)])
+        self.assertCounts(r, messages=n + 20, inserted=10, replaced=n, deleted=10)
+
+        old = {d["id"]: d for d in before.values()}
+        now = {d["id"]: d for d in self.export("bulk")}
+        self.assertEqual(sorted(now), list(range(n)) + list(range(n + 10, n + 20))
+                         + list(range(10 ** 6, 10 ** 6 + 10)))
+        for i in range(n):
+            self.assertEqual(user_fields(now[i]), {"id": i, "v": "new", "pad": pad.upper()})
+            self.assertEqual((now[i]["_id"], now[i]["_creationTime"]),
+                             (old[i]["_id"], old[i]["_creationTime"]))
+        for i in range(n + 10, n + 20):
+            self.assertEqual(user_fields(now[i]), {"id": i, "v": "old", "pad": pad})
+        # the snapshot taken before reads every old version, unchanged
+        self.assertEqual(self.read_snapshot("bulk", snapshot)[0], before)
 
     def test_last_record_for_a_key_wins_within_a_batch(self):
         self.index("lastwins", ["id"])
