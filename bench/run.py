@@ -35,9 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ADMIN_KEY = "bench-admin-key-0123456789"
-STEPS = ("throughput", "small", "big_request", "big_table", "backfill")
+STEPS = ("throughput", "small", "big_request", "big_table", "backfill", "snapshot")
 TABLE = "t"
 MIB = 1024 * 1024
 
@@ -325,6 +326,24 @@ class Server:
             cmd.append(f"--fill={fill}")
         return run_json(cmd)
 
+    def snapshot_page(self, snapshot=None, cursor=None):
+        q = {"tableName": TABLE, "format": "json", "snapshot": snapshot, "cursor": cursor}
+        query = urllib.parse.urlencode({k: v for k, v in q.items() if v is not None})
+        return self.call("GET", f"/api/list_snapshot?{query}")
+
+    def snapshot_walk(self, snapshot, cursor, pages):
+        """Median ms of the next `pages` list_snapshot pages at `snapshot` from `cursor`;
+        the cursor after them."""
+        times = []
+        for _ in range(pages):
+            t0 = time.monotonic()
+            page = self.snapshot_page(snapshot, cursor)
+            times.append((time.monotonic() - t0) * 1e3)
+            if len(page["values"]) < 1000 or not page["hasMore"]:
+                raise BenchError("a snapshot page came back short")
+            cursor = page["cursor"]
+        return median(times), cursor
+
     def rss_kib(self):
         return proc_status_kib(self.proc.pid, "VmRSS")
 
@@ -538,6 +557,33 @@ class Bench:
         self.results["backfill"] = rows
 
 
+    def snapshot(self, backends):
+        """Not a target of the issue: the export side's list_snapshot page time at a
+        snapshot taken before a dedup import replaced half the table, against the same
+        walk before the import. A snapshot page reads the versions replaced since its
+        snapshot from `history`, which is indexed by valid_to only (docs/storage.md)."""
+        a = self.args
+        n = a.records
+        rows = [{"backend": b.name, "skip": b.skip, "before": [], "after": []}
+                for b in backends]
+        for rnd in range(a.big_rounds):
+            for row, backend in self.row_backends(rows, backends):
+                self.log(f"[snapshot {rnd + 1}/{a.big_rounds}] {row['backend']} pages of "
+                         f"{n // 2:,} documents, before and after {n // 2:,} replaces")
+                with self.server(backend) as s:
+                    s.add_index()
+                    s.wait_index()
+                    s.load("dedup", preload_spec(n), 8, lazy=True)
+                    page = s.snapshot_page()
+                    snap, cursor = page["snapshot"], page["cursor"]
+                    ms, cursor = s.snapshot_walk(snap, cursor, a.snapshot_pages)
+                    row["before"].append(ms)
+                    s.load("dedup", measured_spec("dedup", n, a.batch), 2, lazy=True)
+                    ms, _ = s.snapshot_walk(snap, cursor, a.snapshot_pages)
+                    row["after"].append(ms)
+        self.results["snapshot"] = rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -639,7 +685,7 @@ def report(bench, args, info):
     steps = set(bench.results)
     rounds = [f"{a.rounds} interleaved rounds (baseline, server, baseline, server, …)"
               ] if steps & {"throughput", "small", "big_request"} else []
-    if steps & {"big_table", "backfill"}:
+    if steps & {"big_table", "backfill", "snapshot"}:
         rounds.append(f"{a.big_rounds} for the full-mode scenarios")
     w(f"Command: `{a.command}`. Medians of {', '.join(rounds)}; a fresh server and a fresh "
       f"database for every run.")
@@ -749,6 +795,23 @@ def report(bench, args, info):
         w("")
     if a.compare:
         compare_report(bench, a, info, w)
+    p = bench.results.get("snapshot")
+    if p is not None:
+        w(f"### Snapshot pages read after replaces (not a target; the export side)")
+        w("")
+        w(f"`list_snapshot` pages of 1,000 documents at a snapshot of {a.records // 2:,} "
+          f"documents, {a.snapshot_pages} pages before and {a.snapshot_pages} after a dedup "
+          f"import replaced every one of them (and added as many), median ms per page.")
+        w("")
+        w("| backend | ms per page | ms per page after the replaces | ratio |")
+        w("|---|---:|---:|---:|")
+        for r in p:
+            if r["skip"]:
+                w(f"| {r['backend']} | skipped ({r['skip']}) | | |")
+                continue
+            x, y = median(r["before"]), median(r["after"])
+            w(f"| {r['backend']} | {x:.1f} | {y:.1f} | {y / x:.1f} |")
+        w("")
     w("Every run (records/s, tributary / baseline; server CPU seconds in the measured phase):")
     w("")
     for key in ("throughput", "small"):
@@ -769,6 +832,10 @@ def report(bench, args, info):
             if a.compare:
                 w(f"- {r['backend']} dedup, --compare binary: small table "
                   f"{rates(r['small_b'])}; big: {rates(r['big_b'])}")
+    for r in bench.results.get("snapshot") or []:
+        if not r["skip"]:
+            w(f"- {r['backend']} snapshot ms per page: "
+              + ", ".join(f"{x:.1f}/{y:.1f}" for x, y in zip(r["before"], r["after"])))
     for r in bench.results.get("backfill") or []:
         if not r["skip"]:
             w(f"- {r['backend']} backfill: "
@@ -829,12 +896,15 @@ def parse_args():
     p.add_argument("--full", action="store_true",
                    help="also the big-table and backfill/clear scenarios (targets 3 and 4)")
     p.add_argument("--only", default="",
-                   help="comma separated subset: throughput,small,big_request,big_table,backfill")
+                   help="comma separated subset: throughput,small,big_request,big_table,"
+                        "backfill,snapshot (snapshot runs only when named here)")
     p.add_argument("--big-docs", type=int, default=5000000)
     p.add_argument("--big-conns", type=int, default=2)
     p.add_argument("--big-rounds", type=int, default=3,
                    help="rounds of the full-mode scenarios")
     p.add_argument("--backfill-docs", type=int, default=1000000)
+    p.add_argument("--snapshot-pages", type=int, default=20,
+                   help="list_snapshot pages timed before and after (snapshot step)")
     p.add_argument("--backends", default="sqlite,postgres",
                    help="comma separated subset: sqlite,postgres")
     p.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
