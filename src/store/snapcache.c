@@ -1,0 +1,171 @@
+/*
+ * snapcache.c — the list_snapshot walks' old versions, per process (snapcache.h).
+ *
+ * A few entries, each one array: the sorted rows first, then the rows added since the
+ * last snapcache_done, which sorts those and merges them in (one pass; later pages add
+ * few). Eviction is least recently opened first, from a small fixed table: walks that
+ * run at once are few, and a walk that was evicted only pays its first page again.
+ */
+#include "store/snapcache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xalloc.h"
+
+#define SNAPCACHE_ENTRIES 16
+
+struct snapcache_entry {
+    int used;
+    int too_big; /* its versions did not fit: walks of it use the plain query */
+    int64_t tablet, snapshot, seen;
+    uint64_t stamp; /* when last opened */
+    snapcache_row *rows;
+    size_t n;       /* rows[0..n) sorted by id */
+    size_t pending; /* rows[n..n+pending) added since the last snapcache_done */
+    size_t cap;
+};
+
+struct snapcache {
+    pthread_mutex_t mu;
+    size_t max_rows, total;
+    uint64_t clock;
+    snapcache_entry e[SNAPCACHE_ENTRIES];
+};
+
+snapcache *snapcache_new(size_t max_rows) {
+    snapcache *c = xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    c->max_rows = max_rows;
+    return c;
+}
+
+static void entry_clear(snapcache *c, snapcache_entry *en) {
+    c->total -= en->n + en->pending;
+    free(en->rows);
+    *en = (snapcache_entry){0};
+}
+
+void snapcache_free(snapcache *c) {
+    if (!c) return;
+    for (size_t i = 0; i < SNAPCACHE_ENTRIES; i++) entry_clear(c, &c->e[i]);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* The least recently opened entry other than `keep` (an unused one first); NULL if
+ * there is none. `with_rows`: only entries that hold rows. */
+static snapcache_entry *lru(snapcache *c, const snapcache_entry *keep, int with_rows) {
+    snapcache_entry *best = NULL;
+    for (size_t i = 0; i < SNAPCACHE_ENTRIES; i++) {
+        snapcache_entry *en = &c->e[i];
+        if (en == keep || (with_rows && !en->n && !en->pending)) continue;
+        if (!en->used) return en; /* (holds no rows: only when !with_rows) */
+        if (!best || en->stamp < best->stamp) best = en;
+    }
+    return best;
+}
+
+snapcache_entry *snapcache_open(snapcache *c, int64_t tablet, int64_t snapshot) {
+    pthread_mutex_lock(&c->mu);
+    snapcache_entry *en = NULL;
+    for (size_t i = 0; i < SNAPCACHE_ENTRIES && !en; i++)
+        if (c->e[i].used && c->e[i].tablet == tablet && c->e[i].snapshot == snapshot)
+            en = &c->e[i];
+    if (!en) {
+        en = lru(c, NULL, 0);
+        entry_clear(c, en);
+        *en = (snapcache_entry){.used = 1, .tablet = tablet, .snapshot = snapshot,
+                                .seen = snapshot};
+    }
+    en->stamp = ++c->clock;
+    if (en->too_big) {
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
+    return en;
+}
+
+int64_t snapcache_seen(const snapcache_entry *en) {
+    return en->seen;
+}
+
+int snapcache_add(snapcache *c, snapcache_entry *en, const uint8_t id[SNAPCACHE_ID_LEN],
+                  int64_t addr) {
+    while (c->total >= c->max_rows) {
+        snapcache_entry *victim = lru(c, en, 1);
+        if (!victim) {
+            c->total -= en->n + en->pending;
+            free(en->rows);
+            en->rows = NULL;
+            en->n = en->pending = en->cap = 0;
+            en->too_big = 1;
+            return -1;
+        }
+        entry_clear(c, victim);
+    }
+    if (en->n + en->pending == en->cap) {
+        en->cap = en->cap ? 2 * en->cap : 1024;
+        en->rows = xrealloc(en->rows, en->cap * sizeof *en->rows);
+    }
+    snapcache_row *r = &en->rows[en->n + en->pending++];
+    memcpy(r->id, id, SNAPCACHE_ID_LEN);
+    r->addr = addr;
+    c->total++;
+    return 0;
+}
+
+static int row_cmp(const void *a, const void *b) {
+    return memcmp(((const snapcache_row *)a)->id, ((const snapcache_row *)b)->id,
+                  SNAPCACHE_ID_LEN);
+}
+
+void snapcache_done(snapcache_entry *en, int64_t seen) {
+    if (seen > en->seen) en->seen = seen;
+    if (!en->pending) return;
+    snapcache_row *add = en->rows + en->n;
+    qsort(add, en->pending, sizeof *add, row_cmp);
+    /* merge the sorted old rows and the sorted new ones; a document has one version
+     * valid at the snapshot, so equal ids are the same row seen twice: kept once, at
+     * the address seen last */
+    snapcache_row *merged = xmalloc((en->n + en->pending) * sizeof *merged);
+    size_t i = 0, j = 0, k = 0;
+    while (i < en->n || j < en->pending) {
+        int cmp = i == en->n        ? 1
+                  : j == en->pending ? -1
+                                     : row_cmp(&en->rows[i], &add[j]);
+        if (cmp < 0) {
+            merged[k++] = en->rows[i++];
+        } else {
+            i += cmp == 0;
+            if (k && !row_cmp(&merged[k - 1], &add[j])) k--; /* twice among the new */
+            merged[k++] = add[j++];
+        }
+    }
+    memcpy(en->rows, merged, k * sizeof *merged);
+    free(merged);
+    en->n = k;
+    en->pending = 0;
+}
+
+size_t snapcache_after(const snapcache_entry *en, const uint8_t *after, snapcache_row *out,
+                       size_t max) {
+    size_t lo = 0, hi = en->n;
+    if (after) {
+        while (lo < hi) { /* the first row with an id above `after` */
+            size_t mid = lo + (hi - lo) / 2;
+            if (memcmp(en->rows[mid].id, after, SNAPCACHE_ID_LEN) <= 0) lo = mid + 1;
+            else hi = mid;
+        }
+    }
+    size_t n = en->n - lo < max ? en->n - lo : max;
+    memcpy(out, en->rows + lo, n * sizeof *out);
+    return n;
+}
+
+void snapcache_close(snapcache *c, snapcache_entry *en) {
+    c->total -= en->pending;
+    en->pending = 0;
+    pthread_mutex_unlock(&c->mu);
+}

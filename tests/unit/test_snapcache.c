@@ -1,0 +1,189 @@
+/*
+ * test_snapcache.c — the snapshot walks' cache of old versions: rows come back in id
+ * order after any cursor whatever order they were added in, later additions merge in
+ * (a row seen twice is kept once, at the address the later update gave), a failed
+ * update is forgotten, a walk whose rows do not fit gives up for good while the cache
+ * goes on serving others, and entries are dropped least recently used first.
+ */
+#include "unit.h"
+
+#include "store/snapcache.h"
+
+static void id_of(uint32_t k, uint8_t id[SNAPCACHE_ID_LEN]) {
+    memset(id, 0, SNAPCACHE_ID_LEN);
+    id[0] = (uint8_t)(k >> 24); /* big-endian in front: ids sort as the numbers do */
+    id[1] = (uint8_t)(k >> 16);
+    id[2] = (uint8_t)(k >> 8);
+    id[3] = (uint8_t)k;
+}
+
+static uint32_t num_of(const uint8_t id[SNAPCACHE_ID_LEN]) {
+    return (uint32_t)id[0] << 24 | (uint32_t)id[1] << 16 | (uint32_t)id[2] << 8 | id[3];
+}
+
+/* Adds ids k = first, first + step, ... (count of them, in a scrambled order), each at
+ * address 1000 + k + bias. */
+static void add_range(snapcache *c, snapcache_entry *en, uint32_t first, uint32_t step,
+                      uint32_t count, int64_t bias) {
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t k = first + step * ((i * 7919u) % count); /* 7919: prime, count not */
+        uint8_t id[SNAPCACHE_ID_LEN];
+        id_of(k, id);
+        assert_int_equal(snapcache_add(c, en, id, 1000 + (int64_t)k + bias), 0);
+    }
+}
+
+static void rows_after_a_cursor_come_in_id_order(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100000);
+    snapcache_entry *en = snapcache_open(c, 7, 500);
+    assert_non_null(en);
+    assert_int_equal(snapcache_seen(en), 500);
+    add_range(c, en, 10, 10, 1000, 0); /* 10, 20, ..., 10000 */
+    snapcache_done(en, 900);
+    assert_int_equal(snapcache_seen(en), 900);
+
+    snapcache_row out[64];
+    assert_int_equal(snapcache_after(en, NULL, out, 3), 3);
+    assert_int_equal(num_of(out[0].id), 10);
+    assert_int_equal(num_of(out[2].id), 30);
+    assert_int_equal(out[2].addr, 1030);
+    uint8_t after[SNAPCACHE_ID_LEN];
+    id_of(55, after); /* between two ids */
+    assert_int_equal(snapcache_after(en, after, out, 64), 64);
+    assert_int_equal(num_of(out[0].id), 60);
+    for (int i = 1; i < 64; i++) assert_int_equal(num_of(out[i].id), 60 + 10 * i);
+    id_of(60, after); /* on an id: the next one */
+    assert_int_equal(snapcache_after(en, after, out, 1), 1);
+    assert_int_equal(num_of(out[0].id), 70);
+    id_of(9995, after);
+    assert_int_equal(snapcache_after(en, after, out, 64), 1);
+    id_of(10000, after);
+    assert_int_equal(snapcache_after(en, after, out, 64), 0);
+    snapcache_close(c, en);
+    snapcache_free(c);
+}
+
+static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100000);
+    snapcache_entry *en = snapcache_open(c, 7, 500);
+    add_range(c, en, 2, 2, 100, 0); /* even ids 2..200 */
+    snapcache_done(en, 600);
+    snapcache_close(c, en);
+
+    en = snapcache_open(c, 7, 500);
+    assert_int_equal(snapcache_seen(en), 600);
+    add_range(c, en, 1, 2, 100, 0);  /* odd ids 1..199 */
+    add_range(c, en, 100, 2, 3, 77); /* 100, 102, 104 again, at new addresses */
+    add_range(c, en, 105, 1, 1, 5);  /* 105 twice in one update */
+    snapcache_done(en, 700);
+    snapcache_close(c, en);
+    en = snapcache_open(c, 7, 500);
+    add_range(c, en, 103, 1, 1, 99); /* 103 again in a later update */
+    snapcache_done(en, 800);
+    snapcache_row out[300];
+    size_t n = snapcache_after(en, NULL, out, 300);
+    assert_int_equal(n, 200);
+    for (size_t i = 0; i < n; i++) assert_int_equal(num_of(out[i].id), i + 1);
+    assert_int_equal(out[98].addr, 1000 + 99);
+    assert_int_equal(out[99].addr, 1000 + 100 + 77);
+    assert_int_equal(out[101].addr, 1000 + 102 + 77);
+    assert_int_equal(out[102].addr, 1000 + 103 + 99);
+    assert_int_equal(out[103].addr, 1000 + 104 + 77);
+    assert_int_equal(out[105].addr, 1000 + 106);
+    snapcache_close(c, en);
+    snapcache_free(c);
+}
+
+static void an_update_not_done_is_forgotten(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100000);
+    snapcache_entry *en = snapcache_open(c, 7, 500);
+    add_range(c, en, 1, 1, 10, 0);
+    snapcache_done(en, 600);
+    snapcache_close(c, en);
+    en = snapcache_open(c, 7, 500);
+    add_range(c, en, 11, 1, 10, 0); /* the query failed half way: no snapcache_done */
+    snapcache_close(c, en);
+    en = snapcache_open(c, 7, 500);
+    assert_int_equal(snapcache_seen(en), 600);
+    snapcache_row out[64];
+    assert_int_equal(snapcache_after(en, NULL, out, 64), 10);
+    snapcache_close(c, en);
+    snapcache_free(c);
+}
+
+static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100);
+    snapcache_entry *a = snapcache_open(c, 1, 10);
+    add_range(c, a, 1, 1, 60, 0);
+    snapcache_done(a, 20);
+    snapcache_close(c, a);
+
+    /* b needs 70: a, least recently used, is dropped to make room */
+    snapcache_entry *b = snapcache_open(c, 2, 10);
+    add_range(c, b, 1, 1, 70, 0);
+    snapcache_done(b, 20);
+    snapcache_close(c, b);
+    a = snapcache_open(c, 1, 10);
+    assert_non_null(a);
+    assert_int_equal(snapcache_seen(a), 10); /* empty again: starts over */
+    snapcache_close(c, a);
+
+    /* c alone needs more than the whole cache: it gives up, and stays given up */
+    snapcache_entry *x = snapcache_open(c, 3, 10);
+    int failed = 0;
+    for (uint32_t k = 0; k < 200 && !failed; k++) {
+        uint8_t id[SNAPCACHE_ID_LEN];
+        id_of(k, id);
+        failed = snapcache_add(c, x, id, k) != 0;
+    }
+    assert_true(failed);
+    snapcache_close(c, x);
+    assert_null(snapcache_open(c, 3, 10));
+    /* and the cache still serves others */
+    b = snapcache_open(c, 2, 10);
+    assert_non_null(b);
+    add_range(c, b, 1000, 1, 10, 0);
+    snapcache_done(b, 30);
+    snapcache_close(c, b);
+    snapcache_free(c);
+}
+
+static void entries_are_dropped_least_recently_used_first(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100000);
+    for (int64_t t = 1; t <= 16; t++) { /* the table holds 16 */
+        snapcache_entry *en = snapcache_open(c, t, 100);
+        add_range(c, en, 1, 1, 5, 0);
+        snapcache_done(en, 200);
+        snapcache_close(c, en);
+    }
+    snapcache_entry *en = snapcache_open(c, 1, 100); /* 1 used again: 2 is the oldest */
+    snapcache_close(c, en);
+    en = snapcache_open(c, 17, 100);
+    snapcache_close(c, en);
+    en = snapcache_open(c, 1, 100);
+    assert_int_equal(snapcache_seen(en), 200);
+    snapcache_close(c, en);
+    en = snapcache_open(c, 2, 100);
+    assert_int_equal(snapcache_seen(en), 100); /* dropped */
+    snapcache_close(c, en);
+    en = snapcache_open(c, 1, 101); /* another snapshot of the same generation */
+    assert_int_equal(snapcache_seen(en), 101);
+    snapcache_close(c, en);
+    snapcache_free(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rows_after_a_cursor_come_in_id_order),
+        cmocka_unit_test(later_rows_merge_in_and_a_row_seen_twice_is_kept_once),
+        cmocka_unit_test(an_update_not_done_is_forgotten),
+        cmocka_unit_test(a_walk_that_does_not_fit_is_marked_and_others_make_room),
+        cmocka_unit_test(entries_are_dropped_least_recently_used_first),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
