@@ -53,6 +53,7 @@
 #include "store/changelog.h"
 #include "store/keys.h"
 #include "store/shape.h"
+#include "store/snapcache.h"
 #include "store/wqueue.h"
 #include "util/arena.h"
 #include "util/buf.h"
@@ -185,6 +186,8 @@ enum {
     S_READ_TABLET_AT,
     S_READ_SNAP_DOCS,
     S_READ_SNAP_OLD,
+    S_READ_SNAP_ENDED,
+    S_READ_SNAP_AT,
     S_READ_CHANGES,
     S_READ_DROPS,
     S_READ_DOC,
@@ -260,10 +263,18 @@ static const char *const sq_sql[S_NSTMT] = {
     /* a snapshot at ?3: current versions written by then, plus the versions replaced or
      * deleted since that were valid at ?3 (each document has one or the other) */
     [S_READ_SNAP_DOCS] = "SELECT id, ts, creation_time, value FROM documents"
-                         " WHERE tablet = ?1 AND id > ?2 AND ts <= ?3 ORDER BY id LIMIT ?4",
+                         " WHERE tablet = ?1 AND id > ?2 AND id <= ?5 AND ts <= ?3"
+                         " ORDER BY id LIMIT ?4",
     [S_READ_SNAP_OLD] = "SELECT id, valid_from, creation_time, value FROM history"
                         " WHERE valid_to > ?3 AND valid_from <= ?3 AND tablet = ?1 AND id > ?2"
                         " ORDER BY id LIMIT ?4",
+    /* for the walks' cache (snapcache.h): the versions valid at ?2 ended after ?3, and
+     * one of them by its address, if this reader sees it there */
+    [S_READ_SNAP_ENDED] = "SELECT id, rowid FROM history"
+                          " WHERE valid_to > ?3 AND valid_from <= ?2 AND tablet = ?1",
+    [S_READ_SNAP_AT] = "SELECT id, valid_from, creation_time, value FROM history"
+                       " WHERE rowid = ?1 AND tablet = ?2 AND id = ?3 AND valid_from <= ?4"
+                       " AND valid_to > ?4",
     [S_READ_CHANGES] = "SELECT ts, tablet, ids, deleted FROM changes WHERE ts > ?1 AND ts <= ?2"
                        " ORDER BY ts, tablet",
     [S_READ_DROPS] = "SELECT dropped_ts, id, table_number, doc_count FROM tablets"
@@ -332,6 +343,7 @@ struct sq_store {
     size_t nshapes, cap_shapes;
     buf shape_text;
     _Atomic int64_t reclaim_floor; /* the newest horizon reclaim has worked to */
+    snapcache *snaps;              /* list_snapshot walks' old versions */
 
     wqueue q;
 
@@ -1381,11 +1393,13 @@ static int table_next(sq_conn *c, uint32_t from, uint32_t *number, char *name, i
 /* ---- list_snapshot ---- */
 
 typedef struct snap_walk {
+    sq_store *s;
     sq_conn *c;
     const store_snapshot_req *rq;
     store_value_fn fn;
     void *ctx;
     int64_t snapshot;
+    int64_t last;      /* the last commit this reader sees */
     size_t left;       /* documents the page may still take */
     size_t bytes;      /* stored bytes on the page so far */
     size_t max_bytes;
@@ -1420,9 +1434,81 @@ static sqlite3_stmt *snap_pick(sqlite3_stmt *a, int ra, sqlite3_stmt *b, int rb)
     return memcmp(ia, ib, sizeof ia) < 0 ? a : b;
 }
 
+/* Brings the walk's cache entry up to this reader's last commit: the versions valid at
+ * the snapshot that commits since the entry's last update ended. */
+static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, int *fits,
+                             tr_err *e) {
+    int64_t seen = snapcache_seen(en);
+    if (seen >= w->last) return 0;
+    sqlite3_stmt *st = stmt(w->c, S_READ_SNAP_ENDED, e);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, tablet);
+    sqlite3_bind_int64(st, 2, w->snapshot);
+    sqlite3_bind_int64(st, 3, seen);
+    int rc;
+    while (*fits && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint8_t id[DOCID_INTERNAL_LEN];
+        blob16(st, 0, id);
+        *fits = snapcache_add(w->s->snaps, en, id, sqlite3_column_int64(st, 1)) == 0;
+    }
+    sqlite3_reset(st);
+    if (*fits && rc != SQLITE_DONE) return sq_error(w->c->db, rc, e);
+    if (*fits) snapcache_done(en, w->last);
+    return 0;
+}
+
+/* The old versions the page may take from the cache (snapcache.h): into *rows (*n, at
+ * most one more than the page has room for), each checked to be where the cache says in
+ * this reader's view. *n = SIZE_MAX when the page must use the plain query instead
+ * (the walk's versions do not fit the cache, or one is not there). */
+static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapcache_row **rows,
+                       size_t *n, tr_err *e) {
+    *n = SIZE_MAX;
+    if (w->left > SNAPCACHE_PAGE_MAX) return 0;
+    snapcache_entry *en = snapcache_open(w->s->snaps, tablet, w->snapshot);
+    if (!en) return 0;
+    int fits = 1;
+    if (snap_cache_update(w, en, tablet, &fits, e) != 0) {
+        snapcache_close(w->s->snaps, en);
+        return -1;
+    }
+    if (fits) {
+        *rows = xmalloc((w->left + 1) * sizeof **rows);
+        *n = snapcache_after(en, after, *rows, w->left + 1);
+    }
+    snapcache_close(w->s->snaps, en);
+    sqlite3_stmt *at = stmt(w->c, S_READ_SNAP_AT, e);
+    if (!at) return -1;
+    for (size_t i = 0; *n != SIZE_MAX && i < *n; i++) {
+        int found;
+        sqlite3_bind_int64(at, 1, (*rows)[i].addr);
+        sqlite3_bind_int64(at, 2, tablet);
+        sqlite3_bind_blob(at, 3, (*rows)[i].id, DOCID_INTERNAL_LEN, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(at, 4, w->snapshot);
+        if (read_row(w->c, at, &found, e) != 0) return -1;
+        if (found) sqlite3_reset(at);
+        else *n = SIZE_MAX;
+    }
+    return 0;
+}
+
+/* Positions S_READ_SNAP_AT on the cached old version rows[i] (checked by snap_cached,
+ * in the same read transaction); SQLITE_DONE past the last. */
+static int snap_cached_step(sqlite3_stmt *at, int64_t tablet, int64_t snapshot,
+                            const snapcache_row *rows, size_t n, size_t i) {
+    sqlite3_reset(at);
+    if (i >= n) return SQLITE_DONE;
+    sqlite3_bind_int64(at, 1, rows[i].addr);
+    sqlite3_bind_int64(at, 2, tablet);
+    sqlite3_bind_blob(at, 3, rows[i].id, DOCID_INTERNAL_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(at, 4, snapshot);
+    return sqlite3_step(at);
+}
+
 /* The documents of one table as of the snapshot, after id `after` (alen bytes; 0: from
  * the first), until the page is full. Current versions and kept old versions are two
- * id-ordered streams that never share a document; they are merged here. */
+ * id-ordered streams that never share a document; they are merged here. The old
+ * versions come from the walk's cache when it has them, else from one query. */
 static int snap_table(snap_walk *w, uint32_t number, const char *name, const uint8_t *after,
                       int alen, tr_err *e) {
     sqlite3_stmt *at = stmt(w->c, S_READ_TABLET_AT, e);
@@ -1435,16 +1521,38 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, const uin
     int64_t tablet = sqlite3_column_int64(at, 0);
     sqlite3_reset(at);
 
-    sqlite3_stmt *q[2] = {stmt(w->c, S_READ_SNAP_DOCS, e), stmt(w->c, S_READ_SNAP_OLD, e)};
-    if (!q[0] || !q[1]) return -1;
+    snapcache_row *rows = NULL;
+    size_t nrows, next = 0; /* the cached old versions, the one q[1] is on */
+    if (snap_cached(w, tablet, alen ? after : NULL, &rows, &nrows, e) != 0) {
+        free(rows);
+        return -1;
+    }
+    int cached = nrows != SIZE_MAX;
+    sqlite3_stmt *q[2] = {stmt(w->c, S_READ_SNAP_DOCS, e),
+                          stmt(w->c, cached ? S_READ_SNAP_AT : S_READ_SNAP_OLD, e)};
+    if (!q[0] || !q[1]) {
+        free(rows);
+        return -1;
+    }
+    /* When the cache gives the page more old versions than it has room for, current
+     * versions past the last of them cannot make the page: their scan stops there
+     * instead of reading every document changed since the snapshot (they are skipped,
+     * and after a big import that is most of the table). 17 bytes of 0xff: above any id. */
+    static const uint8_t no_bound[DOCID_INTERNAL_LEN + 1] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    int bounded = cached && nrows == w->left + 1;
+    sqlite3_bind_blob(q[0], 5, bounded ? rows[w->left].id : no_bound,
+                      bounded ? DOCID_INTERNAL_LEN : (int)sizeof no_bound, SQLITE_TRANSIENT);
     int r[2];
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 - cached; i++) {
         sqlite3_bind_int64(q[i], 1, tablet);
         sqlite3_bind_blob(q[i], 2, after ? (const void *)after : "", alen, SQLITE_TRANSIENT);
         sqlite3_bind_int64(q[i], 3, w->snapshot);
         sqlite3_bind_int64(q[i], 4, (int64_t)w->left + 1);
         r[i] = sqlite3_step(q[i]);
     }
+    if (cached) r[1] = snap_cached_step(q[1], tablet, w->snapshot, rows, nrows, next);
     int rc = 0;
     while (rc == 0 && (r[0] == SQLITE_ROW || r[1] == SQLITE_ROW)) {
         if (w->left == 0 || w->bytes >= w->max_bytes) {
@@ -1454,12 +1562,14 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, const uin
         sqlite3_stmt *pick = snap_pick(q[0], r[0], q[1], r[1]);
         rc = snap_emit(w, number, name, pick, e);
         int k = pick == q[1];
-        r[k] = sqlite3_step(q[k]);
+        r[k] = k && cached ? snap_cached_step(q[1], tablet, w->snapshot, rows, nrows, ++next)
+                           : sqlite3_step(q[k]);
     }
     for (int i = 0; i < 2; i++) {
         if (rc == 0 && r[i] != SQLITE_ROW && r[i] != SQLITE_DONE) rc = sq_error(w->c->db, r[i], e);
         sqlite3_reset(q[i]);
     }
+    free(rows);
     if (w->left == 0 || w->bytes >= w->max_bytes) w->full = 1;
     return rc;
 }
@@ -1529,7 +1639,8 @@ static int snap_read(sq_store *s, sq_conn *c, void *arg, tr_err *e) {
     const store_snapshot_req *rq = call->rq;
     int64_t last;
     if (meta_read(c, "last_ts", &last, e) != 0) return -1;
-    snap_walk w = {.c = c, .rq = rq, .fn = call->fn, .ctx = call->ctx, .left = rq->limit};
+    snap_walk w = {.s = s, .c = c, .rq = rq, .fn = call->fn, .ctx = call->ctx,
+                   .left = rq->limit, .last = last};
     uint32_t only;
     if (snap_check_cursor(&w, &only, e) != 0) return -1;
     w.snapshot = rq->cursor ? rq->cursor->snapshot : rq->has_snapshot ? rq->snapshot : last;
@@ -2127,6 +2238,7 @@ static void sq_close(store *st) {
     shapes_drop(s);
     free(s->shapes);
     buf_free(&s->shape_text);
+    snapcache_free(s->snaps);
     free(s->path);
     free(s);
 }
@@ -2144,6 +2256,7 @@ static sq_store *sq_new(const store_config *c) {
     s->doc_arena = arena_new();
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
+    s->snaps = snapcache_new(SNAPCACHE_ROWS);
     bgt_init(&s->bg);
     pthread_mutex_init(&s->ckmu, NULL);
     pthread_cond_init(&s->ckcv, NULL);
