@@ -45,6 +45,7 @@
 #include "store/batch.h"
 #include "store/bgthread.h"
 #include "store/keys.h"
+#include "store/snapcache.h"
 #include "store/wqueue.h"
 #include "util/arena.h"
 #include "util/xalloc.h"
@@ -243,10 +244,16 @@ struct pg_store {
 
     bgthread bg;
     struct timespec last_reclaim; /* background thread only */
+
+    snapcache *snaps; /* list_snapshot walks' old versions (pg_read.c) */
 };
 
 int64_t pg_retention_ns(const pg_store *s) {
     return s->retention_ns;
+}
+
+snapcache *pg_snapcache(pg_store *s) {
+    return s->snaps;
 }
 
 /* Every read walks an index in order and stops after a page (ORDER BY … LIMIT). On a
@@ -1704,6 +1711,7 @@ static void pg_close(store *st) {
     wq_destroy(&s->q);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->rcv);
+    snapcache_free(s->snaps);
     free(s->url);
     free(s);
 }
@@ -1732,6 +1740,7 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcv, NULL);
+    s->snaps = snapcache_new(SNAPCACHE_ROWS);
     bgt_init(&s->bg);
 
     PGconn *setup = pg_connect(s->url, e);

@@ -170,6 +170,8 @@ typedef struct pg_store pg_store;
 PGconn *pg_reader_get(pg_store *s, tr_err *e);
 void pg_reader_put(pg_store *s, PGconn *c);
 int64_t pg_retention_ns(const pg_store *s);
+/* The process's cache of list_snapshot walks' old versions (snapcache.h). */
+struct snapcache *pg_snapcache(pg_store *s);
 
 /* ---- reads (pg_read.c); each is one REPEATABLE READ, READ ONLY transaction ---- */
 

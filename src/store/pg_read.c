@@ -27,12 +27,15 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "json/emit.h"
 #include "model/docid.h"
 #include "store/shape.h"
+#include "store/snapcache.h"
+#include "util/xalloc.h"
 
 #define EXPORT_CHUNK_ROWS 1000
 #define EXPORT_CHUNK_BYTES (8 << 20)
@@ -294,27 +297,47 @@ static const char snap_tables_sql[] =
  * document has one or the other), merged by id, at most $4. Each side is limited and
  * ordered on its own, which lets the planner merge an index scan of `documents` with
  * the few history rows instead of sorting the table. `before` is the stored size of
- * the rows ahead of each one; the value of a row past the byte budget $5 is left NULL. */
+ * the rows ahead of each one; the value of a row past the byte budget $5 is left NULL.
+ * SNAP_PAGE(bound, old versions): `bound` limits the current versions' scan. */
+#define SNAP_PAGE(bound, old)                                                              \
+    "SELECT id, ts, creation_time, CASE WHEN before < $5 THEN value END FROM ("            \
+    "  SELECT id, ts, creation_time, value,"                                               \
+    "    sum(octet_length(value)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)"             \
+    "      - octet_length(value) AS before"                                                \
+    "  FROM ((SELECT id, ts, creation_time, value FROM documents"                          \
+    "         WHERE tablet = $1 AND id > $2" bound " AND ts <= $3 ORDER BY id LIMIT $4)"   \
+    "        UNION ALL (" old ")"                                                          \
+    "        ORDER BY id LIMIT $4) v) w"                                                   \
+    " ORDER BY id"
 static const char snap_docs_sql[] =
-    "SELECT id, ts, creation_time, CASE WHEN before < $5 THEN value END FROM ("
-    "  SELECT id, ts, creation_time, value,"
-    "    sum(octet_length(value)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)"
-    "      - octet_length(value) AS before"
-    "  FROM ((SELECT id, ts, creation_time, value FROM documents"
-    "         WHERE tablet = $1 AND id > $2 AND ts <= $3 ORDER BY id LIMIT $4)"
-    "        UNION ALL"
-    "        (SELECT id, valid_from, creation_time, value FROM history"
-    "         WHERE valid_to > $3 AND valid_from <= $3 AND tablet = $1 AND id > $2"
-    "         ORDER BY id LIMIT $4)"
-    "        ORDER BY id LIMIT $4) v) w"
-    " ORDER BY id";
+    SNAP_PAGE("", "SELECT id, valid_from, creation_time, value FROM history"
+                  " WHERE valid_to > $3 AND valid_from <= $3 AND tablet = $1 AND id > $2"
+                  " ORDER BY id LIMIT $4");
+/* The same with the old versions from the walk's cache (snapcache.h), by their row
+ * addresses $6 (checked by snap_cached), and the current versions' scan ending at id $7
+ * (see snap_table). */
+static const char snap_docs_cached_sql[] =
+    SNAP_PAGE(" AND id <= $7", "SELECT id, valid_from, creation_time, value FROM history"
+                               " WHERE ctid = ANY($6) AND tablet = $1 AND valid_from <= $3"
+                               " AND valid_to > $3");
+/* For the walks' cache: the versions valid at $2 that commits after $3 ended; how many
+ * of the rows at addresses $1 (with ids $2) are versions valid at $4 in this reader's
+ * view. */
+static const char snap_ended_sql[] =
+    "SELECT id, ctid FROM history WHERE valid_to > $3 AND valid_from <= $2 AND tablet = $1";
+static const char snap_check_sql[] =
+    "SELECT count(*) FROM history h, unnest($1::tid[], $2::bytea[]) u(t, i)"
+    " WHERE h.ctid = u.t AND h.id = u.i AND h.tablet = $3 AND h.valid_from <= $4"
+    " AND h.valid_to > $4";
 
 typedef struct snap_walk {
+    pg_store *s;
     PGconn *c;
     const store_snapshot_req *rq;
     store_value_fn fn;
     void *ctx;
     int64_t snapshot;
+    int64_t last; /* the last commit this reader sees */
     size_t left;       /* documents the page may still take */
     size_t bytes;      /* stored bytes on the page so far */
     size_t max_bytes;
@@ -338,17 +361,126 @@ static int snap_emit(snap_walk *w, uint32_t number, const char *name, const PGre
     return w->fn(w->ctx, &v, e);
 }
 
+/* A row address (ctid) as the cache keeps it, and back. */
+static int64_t tid_addr(const unsigned char t[PG_TID_LEN]) {
+    return (int64_t)((uint64_t)t[0] << 40 | (uint64_t)t[1] << 32 | (uint64_t)t[2] << 24 |
+                     (uint64_t)t[3] << 16 | (uint64_t)t[4] << 8 | t[5]);
+}
+
+static void addr_tid(int64_t a, unsigned char t[PG_TID_LEN]) {
+    for (int i = PG_TID_LEN - 1; i >= 0; i--, a >>= 8) t[i] = (unsigned char)(a & 0xff);
+}
+
+/* Brings the walk's cache entry up to this reader's last commit: the versions valid at
+ * the snapshot that commits since the entry's last update ended. */
+static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, int *fits,
+                             tr_err *e) {
+    int64_t seen = snapcache_seen(en);
+    if (seen >= w->last) return 0;
+    pg_params p = {0};
+    pgp_i64(&p, tablet);
+    pgp_i64(&p, w->snapshot);
+    pgp_i64(&p, seen);
+    PGresult *r = pg_exec(w->c, snap_ended_sql, &p, e);
+    if (!r) return -1;
+    for (int i = 0; *fits && i < PQntuples(r); i++) {
+        uint8_t id[DOCID_INTERNAL_LEN];
+        size_t len;
+        const char *tid = pg_val(r, i, 1, &len);
+        id16(r, i, 0, id);
+        *fits = len == PG_TID_LEN &&
+                snapcache_add(pg_snapcache(w->s), en, id, tid_addr((const unsigned char *)tid)) == 0;
+    }
+    PQclear(r);
+    if (*fits) snapcache_done(en, w->last);
+    return 0;
+}
+
+/* The old versions the page may take from the cache (snapcache.h): into *rows (*n, at
+ * most one more than the page has room for), all of them checked to be versions valid
+ * at the snapshot at those addresses in this reader's view. *n = SIZE_MAX when the page
+ * must use the plain query instead (the walk's versions do not fit the cache, or one
+ * is not there). */
+static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapcache_row **rows,
+                       size_t *n, tr_err *e) {
+    *n = SIZE_MAX;
+    if (w->left > SNAPCACHE_PAGE_MAX) return 0;
+    snapcache *cache = pg_snapcache(w->s);
+    snapcache_entry *en = snapcache_open(cache, tablet, w->snapshot);
+    if (!en) return 0;
+    int fits = 1;
+    if (snap_cache_update(w, en, tablet, &fits, e) != 0) {
+        snapcache_close(cache, en);
+        return -1;
+    }
+    if (fits) {
+        *rows = xmalloc((w->left + 1) * sizeof **rows);
+        *n = snapcache_after(en, after, *rows, w->left + 1);
+    }
+    snapcache_close(cache, en);
+    if (*n == SIZE_MAX || *n == 0) return 0;
+    buf tids = BUF_INIT, ids = BUF_INIT;
+    pg_array_start(&tids, PG_ARRAY_TID, *n);
+    pg_array_start(&ids, PG_ARRAY_BYTEA, *n);
+    for (size_t i = 0; i < *n; i++) {
+        unsigned char t[PG_TID_LEN];
+        addr_tid((*rows)[i].addr, t);
+        pg_array_item(&tids, t, PG_TID_LEN);
+        pg_array_item(&ids, (*rows)[i].id, DOCID_INTERNAL_LEN);
+    }
+    pg_params p = {0};
+    pgp_array(&p, &tids);
+    pgp_array(&p, &ids);
+    pgp_i64(&p, tablet);
+    pgp_i64(&p, w->snapshot);
+    PGresult *r = pg_exec(w->c, snap_check_sql, &p, e);
+    buf_free(&tids);
+    buf_free(&ids);
+    if (!r) return -1;
+    if (pg_i64(r, 0, 0) != (int64_t)*n) *n = SIZE_MAX;
+    PQclear(r);
+    return 0;
+}
+
 /* The documents of one table as of the snapshot, after id `after` (NULL: from the
- * first), until the page is full. */
+ * first), until the page is full. The old versions come from the walk's cache when it
+ * has them; when it gives the page more of them than the page has room for, current
+ * versions past the last of those cannot make the page, and their scan stops there
+ * instead of stepping over every document changed since the snapshot (after a big
+ * import, most of the table). */
 static int snap_table(snap_walk *w, uint32_t number, const char *name, int64_t tablet,
                       const uint8_t *after, tr_err *e) {
+    snapcache_row *rows = NULL;
+    size_t nrows;
+    if (snap_cached(w, tablet, after, &rows, &nrows, e) != 0) {
+        free(rows);
+        return -1;
+    }
+    static const uint8_t no_bound[DOCID_INTERNAL_LEN + 1] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* above any id */
+    int cached = nrows != SIZE_MAX, bounded = cached && nrows == w->left + 1;
+    buf tids = BUF_INIT;
     pg_params p = {0};
     pgp_i64(&p, tablet);
     pgp_bytes(&p, after ? (const void *)after : "", after ? DOCID_INTERNAL_LEN : 0);
     pgp_i64(&p, w->snapshot);
     pgp_i64(&p, w->left < SIZE_MAX ? clamp64(w->left + 1) : INT64_MAX); /* one more: is there? */
     pgp_i64(&p, clamp64(w->max_bytes - w->bytes));
-    PGresult *r = pg_exec(w->c, snap_docs_sql, &p, e);
+    if (cached) {
+        pg_array_start(&tids, PG_ARRAY_TID, nrows);
+        for (size_t i = 0; i < nrows; i++) {
+            unsigned char t[PG_TID_LEN];
+            addr_tid(rows[i].addr, t);
+            pg_array_item(&tids, t, PG_TID_LEN);
+        }
+        pgp_array(&p, &tids);
+        pgp_bytes(&p, bounded ? rows[w->left].id : no_bound,
+                  bounded ? DOCID_INTERNAL_LEN : sizeof no_bound);
+    }
+    PGresult *r = pg_exec(w->c, cached ? snap_docs_cached_sql : snap_docs_sql, &p, e);
+    buf_free(&tids);
+    free(rows);
     if (!r) return -1;
     int rc = 0;
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
@@ -431,7 +563,8 @@ static int snap_read(pg_store *s, PGconn *c, void *arg, tr_err *e) {
     const store_snapshot_req *rq = call->rq;
     read_clock k;
     if (clock_read(c, &k, e) != 0) return -1;
-    snap_walk w = {.c = c, .rq = rq, .fn = call->fn, .ctx = call->ctx, .left = rq->limit};
+    snap_walk w = {.s = s, .c = c, .rq = rq, .fn = call->fn, .ctx = call->ctx,
+                   .left = rq->limit, .last = k.last};
     uint32_t only;
     if (snap_check_cursor(&w, &only, e) != 0) return -1;
     w.snapshot = rq->cursor ? rq->cursor->snapshot : rq->has_snapshot ? rq->snapshot : k.last;
