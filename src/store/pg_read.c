@@ -13,7 +13,8 @@
  *     EXPORT_CHUNK_ROWS rows and EXPORT_CHUNK_BYTES of stored JSON;
  *   - a snapshot page asks for limit + 1 rows per table, but a running sum of the stored
  *     sizes leaves out the text of the rows past the page's byte budget, so a page of
- *     large documents never fetches more than the page holds;
+ *     large documents never fetches more than the page holds; the old versions it needs
+ *     come from the walk's cache (snapcache.h) by row address when it has them;
  *   - deltas plan the page with a recursive query that walks the commits one by one
  *     through the indexes, counting each, and stops where the page ends (PostgreSQL
  *     would otherwise aggregate the whole log after the cursor); the page's values are
