@@ -29,6 +29,7 @@
 #define DEFAULT_DATA_DIR "./data"
 #define DEFAULT_MAX_BODY (64ull * 1024 * 1024)
 #define DEFAULT_THREADS 256
+#define DEFAULT_SNAPSHOT_CACHE_ROWS ((size_t)2 << 20) /* 48 MiB (docs/export.md) */
 #define SHUTDOWN_GRACE_MS 60000
 
 static const char *prog = "tributary";
@@ -117,8 +118,10 @@ static void print_serve_help(void) {
            "                          (default 5d)\n"
            "  --public-metrics        serve GET /metrics without credentials (or env\n"
            "                          TRIBUTARY_PUBLIC_METRICS=1)\n"
+           "  --snapshot-cache-rows N old versions list_snapshot walks keep found, per\n"
+           "                          process, 24 bytes each (default %zu; 0: none)\n"
            "  --help, --version\n",
-           prog, DEFAULT_LISTEN, DEFAULT_DATA_DIR, DEFAULT_THREADS);
+           prog, DEFAULT_LISTEN, DEFAULT_DATA_DIR, DEFAULT_THREADS, DEFAULT_SNAPSHOT_CACHE_ROWS);
 }
 
 static int wait_for_signal(void) {
@@ -138,6 +141,7 @@ static int cmd_serve(int argc, char **argv) {
     unsigned long long max_body = DEFAULT_MAX_BODY;
     long threads = DEFAULT_THREADS;
     long long retention_ns = 0;
+    unsigned long long snapshot_cache_rows = DEFAULT_SNAPSHOT_CACHE_ROWS;
     const char *pm = getenv("TRIBUTARY_PUBLIC_METRICS");
     int public_metrics = pm && strcmp(pm, "1") == 0;
     static const struct option opts[] = {
@@ -145,6 +149,7 @@ static int cmd_serve(int argc, char **argv) {
         {"admin-key", required_argument, 0, 'k'},  {"max-body-size", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 't'},    {"retention", required_argument, 0, 'r'},
         {"database-url", required_argument, 0, 'u'}, {"public-metrics", no_argument, 0, 'p'},
+        {"snapshot-cache-rows", required_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
     };
@@ -153,6 +158,12 @@ static int cmd_serve(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'l': listen_addr = optarg; break;
+        case 's':
+            errno = 0;
+            snapshot_cache_rows = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || *optarg == '-' || errno || snapshot_cache_rows > (1ULL << 32))
+                return usage_error("serve", "bad --snapshot-cache-rows '%s'", optarg);
+            break;
         case 'd': data_dir = optarg; break;
         case 'k': key = optarg; break;
         case 'u': db_url = optarg; break;
@@ -194,7 +205,8 @@ static int cmd_serve(int argc, char **argv) {
     char *generated = NULL;
     if (auth_open(data_dir, key, &generated, &a, &e) != 0) return fail("serve", &e);
     store_config sc = {.database_url = db_url, .data_dir = data_dir, .readonly = 0,
-                       .retention_ns = retention_ns};
+                       .retention_ns = retention_ns,
+                       .snapshot_cache_rows = (size_t)snapshot_cache_rows};
     store *st = NULL;
     if (store_open(&sc, &st, &e) != 0) {
         free(generated);

@@ -1740,7 +1740,7 @@ int store_pg_open(const store_config *c, store **out, tr_err *e) {
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcv, NULL);
-    s->snaps = snapcache_new(SNAPCACHE_ROWS);
+    if (c->snapshot_cache_rows) s->snaps = snapcache_new(c->snapshot_cache_rows);
     bgt_init(&s->bg);
 
     PGconn *setup = pg_connect(s->url, e);

@@ -405,8 +405,10 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
 static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapcache_row **rows,
                        size_t *n, tr_err *e) {
     *n = SIZE_MAX;
-    if (w->left > SNAPCACHE_PAGE_MAX) return 0;
+    /* nothing ended after a snapshot of the last commit: the plain query is cheap, and
+     * its walk (one page, mostly) need not push another out of the cache */
     snapcache *cache = pg_snapcache(w->s);
+    if (!cache || w->left > SNAPCACHE_PAGE_MAX || w->snapshot >= w->last) return 0;
     snapcache_entry *en = snapcache_open(cache, tablet, w->snapshot);
     if (!en) return 0;
     int fits = 1;

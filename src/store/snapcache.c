@@ -160,7 +160,7 @@ size_t snapcache_after(const snapcache_entry *en, const uint8_t *after, snapcach
         }
     }
     size_t n = en->n - lo < max ? en->n - lo : max;
-    memcpy(out, en->rows + lo, n * sizeof *out);
+    if (n) memcpy(out, en->rows + lo, n * sizeof *out);
     return n;
 }
 

@@ -36,9 +36,6 @@ typedef struct snapcache_row {
 typedef struct snapcache snapcache;
 typedef struct snapcache_entry snapcache_entry;
 
-/* What the engines give their cache: 2 Mi rows, 48 MiB. A walk that needs more (over
- * 2 M versions replaced or deleted since its snapshot) pages with the plain query. */
-#define SNAPCACHE_ROWS ((size_t)2 << 20)
 /* Pages of more documents than this (the API asks for 1000) use the plain query. */
 #define SNAPCACHE_PAGE_MAX 100000
 

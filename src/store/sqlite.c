@@ -1464,7 +1464,9 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
 static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapcache_row **rows,
                        size_t *n, tr_err *e) {
     *n = SIZE_MAX;
-    if (w->left > SNAPCACHE_PAGE_MAX) return 0;
+    /* nothing ended after a snapshot of the last commit: the plain query is cheap, and
+     * its walk (one page, mostly) need not push another out of the cache */
+    if (!w->s->snaps || w->left > SNAPCACHE_PAGE_MAX || w->snapshot >= w->last) return 0;
     snapcache_entry *en = snapcache_open(w->s->snaps, tablet, w->snapshot);
     if (!en) return 0;
     int fits = 1;
@@ -2256,7 +2258,7 @@ static sq_store *sq_new(const store_config *c) {
     s->doc_arena = arena_new();
     wq_init(&s->q);
     pthread_mutex_init(&s->rmu, NULL);
-    s->snaps = snapcache_new(SNAPCACHE_ROWS);
+    if (c->snapshot_cache_rows) s->snaps = snapcache_new(c->snapshot_cache_rows);
     bgt_init(&s->bg);
     pthread_mutex_init(&s->ckmu, NULL);
     pthread_cond_init(&s->ckcv, NULL);

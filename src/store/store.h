@@ -37,6 +37,8 @@ typedef struct store_config {
     size_t recent_entries; /* SQLite: index entries written since the last merge into the
                               main index that start the next one; 0 = by the index
                               size (sq_merge_threshold, backfill.h); tests set it low */
+    size_t snapshot_cache_rows; /* old versions list_snapshot walks may keep found, per
+                                   process (snapcache.h); 0: none, every page looks */
 } store_config;
 
 /* Opens (creating when needed) the database and starts background work (index

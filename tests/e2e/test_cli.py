@@ -51,6 +51,20 @@ class CliTests(unittest.TestCase):
                     self.assertIn("--no-such-flag", p.stderr)
                     self.assertTrue(one_line(p.stderr), "one line: %r" % p.stderr)
 
+    def test_bad_option_values_exit_2_naming_them(self):
+        with tempfile.TemporaryDirectory() as d:
+            base = ["serve", "--data-dir", d, "--listen", "127.0.0.1:%d" % free_port()]
+            for flag, value in (("--threads", "0"), ("--retention", "soon"),
+                                ("--max-body-size", "big"), ("--snapshot-cache-rows", "-1"),
+                                ("--snapshot-cache-rows", "12x"),
+                                ("--snapshot-cache-rows", "")):
+                with self.subTest(flag=flag, value=value):
+                    p = run_cli(base + [flag, value], env=env_without_key(),
+                                timeout_s=timeout(30))
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertIn("bad %s '%s'" % (flag, value), p.stderr)
+                    self.assertTrue(one_line(p.stderr), "one line: %r" % p.stderr)
+
     def test_unknown_command_fails(self):
         p = run_cli(["frobnicate"], env=env_without_key(), timeout_s=timeout(30))
         self.assertNotEqual(p.returncode, 0)

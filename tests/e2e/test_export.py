@@ -485,6 +485,62 @@ class RetentionTests(ServerTestCase):
         self.assertEqual(len(fresh["values"]), 2)
 
 
+class SnapshotWalkTests(ServerTestCase):
+    """The server keeps each list_snapshot walk's old versions found between pages
+    (docs/export.md): every page must still show the state at its snapshot, whatever was
+    written since the last one, for several walks at once, of the same snapshot and of
+    another. Run with the default cache, with none (every page looks them up), and with
+    one too small for some walks (they give up on it and look them up)."""
+
+    def test_walks_of_two_snapshots_stay_exact_while_writes_go_on_between_pages(self):
+        s = self.server
+        by_id = {"walked": dedup_stream(["id"])}
+        self.assertOk(s.add_indexes({"walked": [["id"]]}))
+        s.wait_indexes_ready(["walked"])
+        self.assertOk(s.import_records(by_id, messages(
+            "walked", [{"id": k, "v": 0} for k in range(0, 9000, 2)])))
+        at_first = exported_raw(s, "walked")
+        one = ExportClient(self, s, "walked")
+        first = one.snapshot_page()
+        self.assertTrue(first["hasMore"])
+        # changes ahead of the walk and behind it: replaces, deletions, new documents
+        rng = random.Random(11)
+        sample = rng.sample(range(0, 9000, 2), 1500)
+        self.assertOk(s.import_records(by_id, messages(
+            "walked", [{"id": k, "v": 1} for k in sample]
+            + [{"id": k + 1, "v": "new"} for k in sample[:300]])))
+        self.assertOk(s.import_records(by_id, messages(
+            "walked", [{"id": k, "v": 2} for k in rng.sample(range(0, 9000, 2), 2000)]
+            + [{"id": k, "_ab_cdc_deleted_at": "x"} for k in range(0, 9000, 10)])))
+        at_second = exported_raw(s, "walked")
+        two = ExportClient(self, s, "walked")
+        again = ExportClient(self, s, "walked")
+        again.snapshot = one.snapshot
+        walks = [(one, first), (two, two.snapshot_page()), (again, again.snapshot_page())]
+        self.assertNotEqual(two.snapshot, one.snapshot)
+        round_ = 0
+        while any(body["hasMore"] for _, body in walks):
+            round_ += 1
+            self.assertOk(s.import_records(by_id, messages(
+                "walked", [{"id": k, "v": 10 + round_} for k in rng.sample(range(9000), 700)]
+                + [{"id": k, "_ab_cdc_deleted_at": "x"}
+                   for k in rng.sample(range(9000), 100)])))
+            walks = [(c, c.snapshot_page(body["cursor"]) if body["hasMore"] else body)
+                     for c, body in walks]
+        self.assertGreater(round_, 3)
+        self.assertEqual(one.documents(), at_first)
+        self.assertEqual(again.documents(), at_first)
+        self.assertEqual(two.documents(), at_second)
+
+
+class SnapshotWalkWithoutCacheTests(SnapshotWalkTests):
+    server_args = ("--snapshot-cache-rows", "0")
+
+
+class SnapshotWalkSmallCacheTests(SnapshotWalkTests):
+    server_args = ("--snapshot-cache-rows", "2500")
+
+
 class ReplicaTests(ServerTestCase):
     """A follower stays exact while imports, replaces, deletions and a clear go on."""
 
@@ -558,49 +614,6 @@ class ReplicaTests(ServerTestCase):
         self.assertGreater(len(want_events), 0)
         # the clear's deletions reached the follower (events are only ever appended)
         self.assertGreaterEqual(events.deletions, 3000)
-
-    def test_walks_of_two_snapshots_stay_exact_while_writes_go_on_between_pages(self):
-        # the server keeps each walk's old versions between pages (docs/export.md): every
-        # page must still see the state at its snapshot, whatever was written since the
-        # last one, for several walks at once, of the same snapshot and of another
-        s = self.server
-        by_id = {"walked": dedup_stream(["id"])}
-        self.assertOk(s.add_indexes({"walked": [["id"]]}))
-        s.wait_indexes_ready(["walked"])
-        self.assertOk(s.import_records(by_id, messages(
-            "walked", [{"id": k, "v": 0} for k in range(0, 9000, 2)])))
-        at_first = exported_raw(s, "walked")
-        one = ExportClient(self, s, "walked")
-        pages = [one.snapshot_page()]
-        self.assertTrue(pages[0]["hasMore"])
-        # changes ahead of the walk and behind it: replaces, deletions, new documents
-        rng = random.Random(11)
-        sample = rng.sample(range(0, 9000, 2), 1500)
-        self.assertOk(s.import_records(by_id, messages(
-            "walked", [{"id": k, "v": 1} for k in sample]
-            + [{"id": k + 1, "v": "new"} for k in sample[:300]])))
-        self.assertOk(s.import_records(by_id, messages(
-            "walked", [{"id": k, "v": 2} for k in rng.sample(range(0, 9000, 2), 2000)]
-            + [{"id": k, "_ab_cdc_deleted_at": "x"} for k in range(0, 9000, 10)])))
-        at_second = exported_raw(s, "walked")
-        two = ExportClient(self, s, "walked")
-        again = ExportClient(self, s, "walked")
-        again.snapshot = one.snapshot
-        walks = [(one, pages[0]), (two, two.snapshot_page()), (again, again.snapshot_page())]
-        self.assertNotEqual(two.snapshot, one.snapshot)
-        round_ = 0
-        while any(body["hasMore"] for _, body in walks):
-            round_ += 1
-            self.assertOk(s.import_records(by_id, messages(
-                "walked", [{"id": k, "v": 10 + round_} for k in rng.sample(range(9000), 700)]
-                + [{"id": k, "_ab_cdc_deleted_at": "x"}
-                   for k in rng.sample(range(9000), 100)])))
-            walks = [(c, c.snapshot_page(body["cursor"]) if body["hasMore"] else body)
-                     for c, body in walks]
-        self.assertGreater(round_, 3)
-        self.assertEqual(one.documents(), at_first)
-        self.assertEqual(again.documents(), at_first)
-        self.assertEqual(two.documents(), at_second)
 
     def test_snapshot_pages_show_the_state_at_the_snapshot(self):
         s = self.server
