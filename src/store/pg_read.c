@@ -321,11 +321,12 @@ static const char snap_docs_cached_sql[] =
     SNAP_PAGE(" AND id <= $7", "SELECT id, valid_from, creation_time, value FROM history"
                                " WHERE ctid = ANY($6) AND tablet = $1 AND valid_from <= $3"
                                " AND valid_to > $3");
-/* For the walks' cache: the versions valid at $2 that commits after $3 ended; how many
- * of the rows at addresses $1 (with ids $2) are versions valid at $4 in this reader's
- * view. */
+/* For the walks' cache: the versions of generation $1 valid at $2 that commits after $3
+ * ended, with their addresses; */
 static const char snap_ended_sql[] =
     "SELECT id, ctid FROM history WHERE valid_to > $3 AND valid_from <= $2 AND tablet = $1";
+/* and how many of the rows at addresses $1 have ids $2 and are versions of generation $3
+ * valid at $4, in this reader's view. */
 static const char snap_check_sql[] =
     "SELECT count(*) FROM history h, unnest($1::tid[], $2::bytea[]) u(t, i)"
     " WHERE h.ctid = u.t AND h.id = u.i AND h.tablet = $3 AND h.valid_from <= $4"

@@ -1445,7 +1445,7 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
     sqlite3_bind_int64(st, 1, tablet);
     sqlite3_bind_int64(st, 2, w->snapshot);
     sqlite3_bind_int64(st, 3, seen);
-    int rc;
+    int rc = SQLITE_DONE;
     while (*fits && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint8_t id[DOCID_INTERNAL_LEN];
         blob16(st, 0, id);
