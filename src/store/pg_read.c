@@ -325,12 +325,12 @@ static const char snap_docs_cached_sql[] =
  * ended, with their addresses; */
 static const char snap_ended_sql[] =
     "SELECT id, ctid FROM history WHERE valid_to > $3 AND valid_from <= $2 AND tablet = $1";
-/* and how many of the rows at addresses $1 have ids $2 and are versions of generation $3
- * valid at $4, in this reader's view. */
+/* and how many of the rows at addresses $1 are versions of generation $3 valid at $4,
+ * in this reader's view, of documents among $2. A document has one version valid at
+ * $4, so when all are there the rows at $1 are exactly those of $2 (one TID scan). */
 static const char snap_check_sql[] =
-    "SELECT count(*) FROM history h, unnest($1::tid[], $2::bytea[]) u(t, i)"
-    " WHERE h.ctid = u.t AND h.id = u.i AND h.tablet = $3 AND h.valid_from <= $4"
-    " AND h.valid_to > $4";
+    "SELECT count(*) FROM history WHERE ctid = ANY($1) AND id = ANY($2) AND tablet = $3"
+    " AND valid_from <= $4 AND valid_to > $4";
 
 typedef struct snap_walk {
     pg_store *s;
