@@ -686,7 +686,7 @@ def report(bench, args, info):
     rounds = [f"{a.rounds} interleaved rounds (baseline, server, baseline, server, …)"
               ] if steps & {"throughput", "small", "big_request"} else []
     if steps & {"big_table", "backfill", "snapshot"}:
-        rounds.append(f"{a.big_rounds} for the full-mode scenarios")
+        rounds.append(f"{a.big_rounds} for the full-mode and snapshot scenarios")
     w(f"Command: `{a.command}`. Medians of {', '.join(rounds)}; a fresh server and a fresh "
       f"database for every run.")
     other = info.get("other_cpu_share")
