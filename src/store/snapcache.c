@@ -93,18 +93,15 @@ int64_t snapcache_seen(const snapcache_entry *en) {
 
 int snapcache_add(snapcache *c, snapcache_entry *en, const uint8_t id[SNAPCACHE_ID_LEN],
                   int64_t addr) {
-    while (c->total >= c->max_rows) {
-        snapcache_entry *victim = lru(c, en, 1);
-        if (!victim) {
-            c->total -= en->n + en->pending;
-            free(en->rows);
-            en->rows = NULL;
-            en->n = en->pending = en->cap = 0;
-            en->too_big = 1;
-            return -1;
-        }
-        entry_clear(c, victim);
+    if (en->n + en->pending >= c->max_rows) { /* it alone fills the cache: others stay */
+        c->total -= en->n + en->pending;
+        free(en->rows);
+        en->rows = NULL;
+        en->n = en->pending = en->cap = 0;
+        en->too_big = 1;
+        return -1;
     }
+    while (c->total >= c->max_rows) entry_clear(c, lru(c, en, 1));
     if (en->n + en->pending == en->cap) {
         en->cap = en->cap ? 2 * en->cap : 1024;
         en->rows = xrealloc(en->rows, en->cap * sizeof *en->rows);

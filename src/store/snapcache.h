@@ -51,8 +51,10 @@ snapcache_entry *snapcache_open(snapcache *c, int64_t tablet, int64_t snapshot);
  * itself when new): the caller adds the versions valid at the snapshot whose valid_to
  * is after it, then calls snapcache_done with the timestamp its view goes up to. */
 int64_t snapcache_seen(const snapcache_entry *en);
-/* Adds one such version, in any order. -1: the cache is full; the entry is then
- * dropped and marked as not fitting, and the caller must only snapcache_close it. */
+/* Adds one such version, in any order, dropping other entries (least recently used
+ * first) when the cache is full. -1: this entry alone would fill it; it is then
+ * emptied and marked as not fitting (others are left alone), and the caller must only
+ * snapcache_close it. */
 int snapcache_add(snapcache *c, snapcache_entry *en, const uint8_t id[SNAPCACHE_ID_LEN],
                   int64_t addr);
 /* What was added since the last call is complete up to `seen`. Without this call,

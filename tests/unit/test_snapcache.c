@@ -135,7 +135,8 @@ static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state
     assert_int_equal(snapcache_seen(a), 10); /* empty again: starts over */
     snapcache_close(c, a);
 
-    /* c alone needs more than the whole cache: it gives up, and stays given up */
+    /* x alone needs more than the whole cache: it pushes b out as it grows, then gives
+     * up, and stays given up */
     snapcache_entry *x = snapcache_open(c, 3, 10);
     int failed = 0;
     for (uint32_t k = 0; k < 200 && !failed; k++) {
@@ -146,10 +147,13 @@ static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state
     assert_true(failed);
     snapcache_close(c, x);
     assert_null(snapcache_open(c, 3, 10));
-    /* and the cache still serves others */
     b = snapcache_open(c, 2, 10);
     assert_non_null(b);
-    add_range(c, b, 1000, 1, 10, 0);
+    assert_int_equal(snapcache_seen(b), 10); /* starts over */
+    add_range(c, b, 1, 1, 99, 0);              /* in all the room x gave back */
+    snapcache_done(b, 30);
+    snapcache_row out[100];
+    assert_int_equal(snapcache_after(b, NULL, out, 100), 99);
     snapcache_done(b, 30);
     snapcache_close(c, b);
     snapcache_free(c);
