@@ -394,7 +394,7 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
                 snapcache_add(pg_snapcache(w->s), en, id, tid_addr((const unsigned char *)tid)) == 0;
     }
     PQclear(r);
-    if (*fits) snapcache_done(en, w->last);
+    if (*fits) snapcache_done(pg_snapcache(w->s), en, w->last);
     return 0;
 }
 

@@ -2,9 +2,12 @@
  * snapcache.c — the list_snapshot walks' old versions, per process (snapcache.h).
  *
  * A few entries, each one array: the sorted rows first, then the rows added since the
- * last snapcache_done, which sorts those and merges them in (one pass; later pages add
- * few). Eviction is least recently opened first, from a small fixed table: walks that
- * run at once are few, and a walk that was evicted only pays its first page again.
+ * last snapcache_done, which sorts those and merges them in, backwards and in place,
+ * copying only the new ones aside (later pages add few; the first, which adds them all,
+ * merges nothing). Memory: the rows, in arrays that grow by doubling, so up to twice
+ * the budget in the worst case. Eviction is least recently opened first, from a small
+ * fixed table: walks that run at once are few, and a walk that was evicted only pays its
+ * first page again.
  */
 #include "store/snapcache.h"
 
@@ -118,31 +121,45 @@ static int row_cmp(const void *a, const void *b) {
                   SNAPCACHE_ID_LEN);
 }
 
-void snapcache_done(snapcache_entry *en, int64_t seen) {
+/* Sorts rows[0..n) by id and keeps one row of each id; returns how many are left. */
+static size_t sort_unique(snapcache_row *rows, size_t n) {
+    qsort(rows, n, sizeof *rows, row_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u && !row_cmp(&rows[u - 1], &rows[i])) rows[u - 1] = rows[i];
+        else rows[u++] = rows[i];
+    }
+    return u;
+}
+
+void snapcache_done(snapcache *c, snapcache_entry *en, int64_t seen) {
     if (seen > en->seen) en->seen = seen;
     if (!en->pending) return;
-    snapcache_row *add = en->rows + en->n;
-    qsort(add, en->pending, sizeof *add, row_cmp);
-    /* merge the sorted old rows and the sorted new ones; a document has one version
-     * valid at the snapshot, so equal ids are the same row seen twice: kept once, at
-     * the address seen last */
-    snapcache_row *merged = xmalloc((en->n + en->pending) * sizeof *merged);
-    size_t i = 0, j = 0, k = 0;
-    while (i < en->n || j < en->pending) {
-        int cmp = i == en->n        ? 1
-                  : j == en->pending ? -1
-                                     : row_cmp(&en->rows[i], &add[j]);
-        if (cmp < 0) {
-            merged[k++] = en->rows[i++];
-        } else {
-            i += cmp == 0;
-            if (k && !row_cmp(&merged[k - 1], &add[j])) k--; /* twice among the new */
-            merged[k++] = add[j++];
+    size_t n = en->n, p = sort_unique(en->rows + n, en->pending);
+    if (n) {
+        /* merge backwards into rows[0 .. n + p), the new rows from a copy: a slot is
+         * written only after the old row in it was moved. A document has one version
+         * valid at the snapshot, so an old row with a new row's id is the same version
+         * seen twice: dropped for the new one (its latest address). */
+        snapcache_row *add = xmalloc(p * sizeof *add);
+        memcpy(add, en->rows + n, p * sizeof *add);
+        size_t i = n, j = p, k = n + p;
+        while (j > 0) {
+            int cmp = i ? row_cmp(&en->rows[i - 1], &add[j - 1]) : -1;
+            if (cmp > 0) {
+                en->rows[--k] = en->rows[--i];
+            } else {
+                en->rows[--k] = add[--j];
+                i -= cmp == 0;
+            }
         }
+        free(add);
+        /* rows[0 .. i) never moved; the merged rest is rows[k .. n + p) */
+        memmove(en->rows + i, en->rows + k, (n + p - k) * sizeof *en->rows);
+        p = i + (n + p - k) - n;
     }
-    memcpy(en->rows, merged, k * sizeof *merged);
-    free(merged);
-    en->n = k;
+    c->total -= en->pending - p;
+    en->n = n + p;
     en->pending = 0;
 }
 

@@ -59,7 +59,7 @@ int snapcache_add(snapcache *c, snapcache_entry *en, const uint8_t id[SNAPCACHE_
                   int64_t addr);
 /* What was added since the last call is complete up to `seen`. Without this call,
  * snapcache_close forgets it (the caller's query failed half way). */
-void snapcache_done(snapcache_entry *en, int64_t seen);
+void snapcache_done(snapcache *c, snapcache_entry *en, int64_t seen);
 /* Up to `max` rows with ids after `after` (NULL: from the first), in id order, copied
  * into `out`; returns how many. */
 size_t snapcache_after(const snapcache_entry *en, const uint8_t *after, snapcache_row *out,

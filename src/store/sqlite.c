@@ -1453,7 +1453,7 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
     }
     sqlite3_reset(st);
     if (*fits && rc != SQLITE_DONE) return sq_error(w->c->db, rc, e);
-    if (*fits) snapcache_done(en, w->last);
+    if (*fits) snapcache_done(w->s->snaps, en, w->last);
     return 0;
 }
 

@@ -42,7 +42,7 @@ static void rows_after_a_cursor_come_in_id_order(void **state) {
     assert_non_null(en);
     assert_int_equal(snapcache_seen(en), 500);
     add_range(c, en, 10, 10, 1000, 0); /* 10, 20, ..., 10000 */
-    snapcache_done(en, 900);
+    snapcache_done(c, en, 900);
     assert_int_equal(snapcache_seen(en), 900);
 
     snapcache_row out[64];
@@ -71,7 +71,7 @@ static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) 
     snapcache *c = snapcache_new(100000);
     snapcache_entry *en = snapcache_open(c, 7, 500);
     add_range(c, en, 2, 2, 100, 0); /* even ids 2..200 */
-    snapcache_done(en, 600);
+    snapcache_done(c, en, 600);
     snapcache_close(c, en);
 
     en = snapcache_open(c, 7, 500);
@@ -79,11 +79,11 @@ static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) 
     add_range(c, en, 1, 2, 100, 0);  /* odd ids 1..199 */
     add_range(c, en, 100, 2, 3, 77); /* 100, 102, 104 again, at new addresses */
     add_range(c, en, 105, 1, 1, 5);  /* 105 twice in one update */
-    snapcache_done(en, 700);
+    snapcache_done(c, en, 700);
     snapcache_close(c, en);
     en = snapcache_open(c, 7, 500);
     add_range(c, en, 103, 1, 1, 99); /* 103 again in a later update */
-    snapcache_done(en, 800);
+    snapcache_done(c, en, 800);
     snapcache_row out[300];
     size_t n = snapcache_after(en, NULL, out, 300);
     assert_int_equal(n, 200);
@@ -98,19 +98,44 @@ static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) 
     snapcache_free(c);
 }
 
+static void a_row_seen_twice_takes_room_once(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100);
+    snapcache_entry *a = snapcache_open(c, 1, 10);
+    add_range(c, a, 1, 1, 60, 0);
+    snapcache_done(c, a, 20);
+    snapcache_close(c, a);
+    a = snapcache_open(c, 1, 10);
+    add_range(c, a, 1, 1, 30, 5); /* the same 30 versions again, at new addresses */
+    snapcache_done(c, a, 30);
+    snapcache_close(c, a);
+    snapcache_entry *b = snapcache_open(c, 2, 10);
+    add_range(c, b, 1, 1, 40, 0); /* fits next to a's 60 */
+    snapcache_done(c, b, 20);
+    snapcache_close(c, b);
+    a = snapcache_open(c, 1, 10);
+    assert_int_equal(snapcache_seen(a), 30);
+    snapcache_row out[100];
+    assert_int_equal(snapcache_after(a, NULL, out, 100), 60);
+    assert_int_equal(out[29].addr, 1000 + 30 + 5);
+    assert_int_equal(out[30].addr, 1000 + 31);
+    snapcache_close(c, a);
+    snapcache_free(c);
+}
+
 static void an_update_not_done_is_forgotten(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100000);
     snapcache_entry *en = snapcache_open(c, 7, 500);
     add_range(c, en, 1, 1, 10, 0);
-    snapcache_done(en, 600);
+    snapcache_done(c, en, 600);
     snapcache_close(c, en);
     en = snapcache_open(c, 7, 500);
     add_range(c, en, 11, 1, 10, 0); /* the query failed half way: no snapcache_done */
     snapcache_close(c, en);
     en = snapcache_open(c, 7, 500);
     assert_int_equal(snapcache_seen(en), 600);
-    snapcache_done(en, 650); /* the next update found nothing new */
+    snapcache_done(c, en, 650); /* the next update found nothing new */
     snapcache_row out[64];
     assert_int_equal(snapcache_after(en, NULL, out, 64), 10);
     snapcache_close(c, en);
@@ -122,13 +147,13 @@ static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state
     snapcache *c = snapcache_new(100);
     snapcache_entry *a = snapcache_open(c, 1, 10);
     add_range(c, a, 1, 1, 60, 0);
-    snapcache_done(a, 20);
+    snapcache_done(c, a, 20);
     snapcache_close(c, a);
 
     /* b needs 70: a, least recently used, is dropped to make room */
     snapcache_entry *b = snapcache_open(c, 2, 10);
     add_range(c, b, 1, 1, 70, 0);
-    snapcache_done(b, 20);
+    snapcache_done(c, b, 20);
     snapcache_close(c, b);
     a = snapcache_open(c, 1, 10);
     assert_non_null(a);
@@ -151,10 +176,9 @@ static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state
     assert_non_null(b);
     assert_int_equal(snapcache_seen(b), 10); /* starts over */
     add_range(c, b, 1, 1, 99, 0);              /* in all the room x gave back */
-    snapcache_done(b, 30);
+    snapcache_done(c, b, 30);
     snapcache_row out[100];
     assert_int_equal(snapcache_after(b, NULL, out, 100), 99);
-    snapcache_done(b, 30);
     snapcache_close(c, b);
     snapcache_free(c);
 }
@@ -165,7 +189,7 @@ static void entries_are_dropped_least_recently_used_first(void **state) {
     for (int64_t t = 1; t <= 16; t++) { /* the table holds 16 */
         snapcache_entry *en = snapcache_open(c, t, 100);
         add_range(c, en, 1, 1, 5, 0);
-        snapcache_done(en, 200);
+        snapcache_done(c, en, 200);
         snapcache_close(c, en);
     }
     snapcache_entry *en = snapcache_open(c, 1, 100); /* 1 used again: 2 is the oldest */
@@ -223,7 +247,7 @@ static void *walk(void *arg) {
             continue;
         }
         w->ok = add_seven(w, en, added) == 0;
-        snapcache_done(en, 2 + r);
+        snapcache_done(w->c, en, 2 + r);
         added += 7;
         size_t n = snapcache_after(en, NULL, out, WALKER_ROUNDS * 7);
         w->ok = w->ok && n == added;
@@ -255,6 +279,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rows_after_a_cursor_come_in_id_order),
         cmocka_unit_test(later_rows_merge_in_and_a_row_seen_twice_is_kept_once),
+        cmocka_unit_test(a_row_seen_twice_takes_room_once),
         cmocka_unit_test(an_update_not_done_is_forgotten),
         cmocka_unit_test(a_walk_that_does_not_fit_is_marked_and_others_make_room),
         cmocka_unit_test(entries_are_dropped_least_recently_used_first),
