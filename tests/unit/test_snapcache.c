@@ -35,6 +35,17 @@ static void add_range(snapcache *c, snapcache_entry *en, uint32_t first, uint32_
     }
 }
 
+/* One finished update of the entry (tablet, snapshot): add_range's rows, then done up
+ * to `seen`. */
+static void update(snapcache *c, int64_t tablet, int64_t snapshot, uint32_t first, uint32_t step,
+                   uint32_t count, int64_t bias, int64_t seen) {
+    snapcache_entry *en = snapcache_open(c, tablet, snapshot);
+    assert_non_null(en);
+    add_range(c, en, first, step, count, bias);
+    snapcache_done(c, en, seen);
+    snapcache_close(c, en);
+}
+
 static void rows_after_a_cursor_come_in_id_order(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100000);
@@ -69,12 +80,9 @@ static void rows_after_a_cursor_come_in_id_order(void **state) {
 static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100000);
-    snapcache_entry *en = snapcache_open(c, 7, 500);
-    add_range(c, en, 2, 2, 100, 0); /* even ids 2..200 */
-    snapcache_done(c, en, 600);
-    snapcache_close(c, en);
+    update(c, 7, 500, 2, 2, 100, 0, 600); /* even ids 2..200 */
 
-    en = snapcache_open(c, 7, 500);
+    snapcache_entry *en = snapcache_open(c, 7, 500);
     assert_int_equal(snapcache_seen(en), 600);
     add_range(c, en, 1, 2, 100, 0);  /* odd ids 1..199 */
     add_range(c, en, 100, 2, 3, 77); /* 100, 102, 104 again, at new addresses */
@@ -101,19 +109,10 @@ static void later_rows_merge_in_and_a_row_seen_twice_is_kept_once(void **state) 
 static void a_row_seen_twice_takes_room_once(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100);
+    update(c, 1, 10, 1, 1, 60, 0, 20);
+    update(c, 1, 10, 1, 1, 30, 5, 30); /* the same 30 versions again, at new addresses */
+    update(c, 2, 10, 1, 1, 40, 0, 20); /* fits next to a's 60 */
     snapcache_entry *a = snapcache_open(c, 1, 10);
-    add_range(c, a, 1, 1, 60, 0);
-    snapcache_done(c, a, 20);
-    snapcache_close(c, a);
-    a = snapcache_open(c, 1, 10);
-    add_range(c, a, 1, 1, 30, 5); /* the same 30 versions again, at new addresses */
-    snapcache_done(c, a, 30);
-    snapcache_close(c, a);
-    snapcache_entry *b = snapcache_open(c, 2, 10);
-    add_range(c, b, 1, 1, 40, 0); /* fits next to a's 60 */
-    snapcache_done(c, b, 20);
-    snapcache_close(c, b);
-    a = snapcache_open(c, 1, 10);
     assert_int_equal(snapcache_seen(a), 30);
     snapcache_row out[100];
     assert_int_equal(snapcache_after(a, NULL, out, 100), 60);
@@ -126,11 +125,8 @@ static void a_row_seen_twice_takes_room_once(void **state) {
 static void an_update_not_done_is_forgotten(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100000);
+    update(c, 7, 500, 1, 1, 10, 0, 600);
     snapcache_entry *en = snapcache_open(c, 7, 500);
-    add_range(c, en, 1, 1, 10, 0);
-    snapcache_done(c, en, 600);
-    snapcache_close(c, en);
-    en = snapcache_open(c, 7, 500);
     add_range(c, en, 11, 1, 10, 0); /* the query failed half way: no snapcache_done */
     snapcache_close(c, en);
     en = snapcache_open(c, 7, 500);
@@ -145,17 +141,11 @@ static void an_update_not_done_is_forgotten(void **state) {
 static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state) {
     (void)state;
     snapcache *c = snapcache_new(100);
-    snapcache_entry *a = snapcache_open(c, 1, 10);
-    add_range(c, a, 1, 1, 60, 0);
-    snapcache_done(c, a, 20);
-    snapcache_close(c, a);
+    update(c, 1, 10, 1, 1, 60, 0, 20);
 
     /* b needs 70: a, least recently used, is dropped to make room */
-    snapcache_entry *b = snapcache_open(c, 2, 10);
-    add_range(c, b, 1, 1, 70, 0);
-    snapcache_done(c, b, 20);
-    snapcache_close(c, b);
-    a = snapcache_open(c, 1, 10);
+    update(c, 2, 10, 1, 1, 70, 0, 20);
+    snapcache_entry *a = snapcache_open(c, 1, 10);
     assert_non_null(a);
     assert_int_equal(snapcache_seen(a), 10); /* empty again: starts over */
     snapcache_close(c, a);
@@ -172,7 +162,7 @@ static void a_walk_that_does_not_fit_is_marked_and_others_make_room(void **state
     assert_true(failed);
     snapcache_close(c, x);
     assert_null(snapcache_open(c, 3, 10));
-    b = snapcache_open(c, 2, 10);
+    snapcache_entry *b = snapcache_open(c, 2, 10);
     assert_non_null(b);
     assert_int_equal(snapcache_seen(b), 10); /* starts over */
     add_range(c, b, 1, 1, 99, 0);              /* in all the room x gave back */
