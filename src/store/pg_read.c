@@ -363,14 +363,21 @@ static int snap_emit(snap_walk *w, uint32_t number, const char *name, const PGre
     return w->fn(w->ctx, &v, e);
 }
 
-/* A row address (ctid) as the cache keeps it, and back. */
+/* A row address (ctid) as the cache keeps it. */
 static int64_t tid_addr(const unsigned char t[PG_TID_LEN]) {
     return (int64_t)((uint64_t)t[0] << 40 | (uint64_t)t[1] << 32 | (uint64_t)t[2] << 24 |
                      (uint64_t)t[3] << 16 | (uint64_t)t[4] << 8 | t[5]);
 }
 
-static void addr_tid(int64_t a, unsigned char t[PG_TID_LEN]) {
-    for (int i = PG_TID_LEN - 1; i >= 0; i--, a >>= 8) t[i] = (unsigned char)(a & 0xff);
+/* The addresses of rows[0..n) as a tid[] parameter. */
+static void tid_array(buf *b, const snapcache_row *rows, size_t n) {
+    pg_array_start(b, PG_ARRAY_TID, n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char t[PG_TID_LEN];
+        int64_t a = rows[i].addr;
+        for (int k = PG_TID_LEN - 1; k >= 0; k--, a >>= 8) t[k] = (unsigned char)(a & 0xff);
+        pg_array_item(b, t, PG_TID_LEN);
+    }
 }
 
 /* Brings the walk's cache entry up to this reader's last commit: the versions valid at
@@ -424,14 +431,9 @@ static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapc
     snapcache_close(cache, en);
     if (*n == SIZE_MAX || *n == 0) return 0;
     buf tids = BUF_INIT, ids = BUF_INIT;
-    pg_array_start(&tids, PG_ARRAY_TID, *n);
+    tid_array(&tids, *rows, *n);
     pg_array_start(&ids, PG_ARRAY_BYTEA, *n);
-    for (size_t i = 0; i < *n; i++) {
-        unsigned char t[PG_TID_LEN];
-        addr_tid((*rows)[i].addr, t);
-        pg_array_item(&tids, t, PG_TID_LEN);
-        pg_array_item(&ids, (*rows)[i].id, DOCID_INTERNAL_LEN);
-    }
+    for (size_t i = 0; i < *n; i++) pg_array_item(&ids, (*rows)[i].id, DOCID_INTERNAL_LEN);
     pg_params p = {0};
     pgp_array(&p, &tids);
     pgp_array(&p, &ids);
@@ -472,12 +474,7 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, int64_t t
     pgp_i64(&p, w->left < SIZE_MAX ? clamp64(w->left + 1) : INT64_MAX); /* one more: is there? */
     pgp_i64(&p, clamp64(w->max_bytes - w->bytes));
     if (cached) {
-        pg_array_start(&tids, PG_ARRAY_TID, nrows);
-        for (size_t i = 0; i < nrows; i++) {
-            unsigned char t[PG_TID_LEN];
-            addr_tid(rows[i].addr, t);
-            pg_array_item(&tids, t, PG_TID_LEN);
-        }
+        tid_array(&tids, rows, nrows);
         pgp_array(&p, &tids);
         pgp_bytes(&p, bounded ? rows[w->left].id : no_bound,
                   bounded ? DOCID_INTERNAL_LEN : sizeof no_bound);
