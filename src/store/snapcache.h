@@ -53,8 +53,8 @@ snapcache_entry *snapcache_open(snapcache *c, int64_t tablet, int64_t snapshot);
 int64_t snapcache_seen(const snapcache_entry *en);
 /* Adds one such version, in any order, dropping other entries (least recently used
  * first) when the cache is full. -1: this entry alone would fill it; it is then
- * emptied and marked as not fitting (others are left alone), and the caller must only
- * snapcache_close it. */
+ * emptied and marked as not fitting (what it pushed out while it grew stays out), and
+ * the caller must only snapcache_close it. */
 int snapcache_add(snapcache *c, snapcache_entry *en, const uint8_t id[SNAPCACHE_ID_LEN],
                   int64_t addr);
 /* What was added since the last call is complete up to `seen`. Without this call,
