@@ -380,17 +380,21 @@ static void tid_array(buf *b, const snapcache_row *rows, size_t n) {
     }
 }
 
-/* Brings the walk's cache entry up to this reader's last commit: the versions valid at
- * the snapshot that commits since the entry's last update ended. */
-static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, int *fits,
-                             tr_err *e) {
-    int64_t seen = snapcache_seen(en);
-    if (seen >= w->last) return 0;
+/* A page's cache update (snapcache_update_fn): the versions of generation `tablet`
+ * valid at the snapshot that commits after `seen` ended. */
+typedef struct snap_update {
+    snap_walk *w;
+    int64_t tablet;
+    tr_err *e;
+} snap_update;
+
+static int snap_ended(void *ctx, snapcache *c, snapcache_entry *en, int64_t seen, int *fits) {
+    snap_update *u = ctx;
     pg_params p = {0};
-    pgp_i64(&p, tablet);
-    pgp_i64(&p, w->snapshot);
+    pgp_i64(&p, u->tablet);
+    pgp_i64(&p, u->w->snapshot);
     pgp_i64(&p, seen);
-    PGresult *r = pg_exec(w->c, snap_ended_sql, &p, e);
+    PGresult *r = pg_exec(u->w->c, snap_ended_sql, &p, u->e);
     if (!r) return -1;
     for (int i = 0; *fits && i < PQntuples(r); i++) {
         uint8_t id[DOCID_INTERNAL_LEN];
@@ -398,49 +402,41 @@ static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, 
         const char *tid = pg_val(r, i, 1, &len);
         id16(r, i, 0, id);
         *fits = len == PG_TID_LEN &&
-                snapcache_add(pg_snapcache(w->s), en, id, tid_addr((const unsigned char *)tid)) == 0;
+                snapcache_add(c, en, id, tid_addr((const unsigned char *)tid)) == 0;
     }
     PQclear(r);
-    if (*fits) snapcache_done(pg_snapcache(w->s), en, w->last);
     return 0;
 }
 
 /* The old versions the page may take from the cache (snapcache.h): into *rows (*n, at
- * most one more than the page has room for), all of them checked to be versions valid
- * at the snapshot at those addresses in this reader's view. *n = SIZE_MAX when the page
- * must use the plain query instead (the walk's versions do not fit the cache, or one
- * is not there). */
+ * most one more than the page has room for), their addresses into `tids` as a tid[]
+ * parameter, all of them checked to be versions valid at the snapshot at those
+ * addresses in this reader's view. *n = SIZE_MAX when the page must use the plain
+ * query instead (the walk's versions do not fit the cache, or one is not there). */
 static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapcache_row **rows,
-                       size_t *n, tr_err *e) {
+                       size_t *n, buf *tids, tr_err *e) {
     *n = SIZE_MAX;
     /* nothing ended after a snapshot of the last commit: the plain query is cheap, and
      * its walk (one page, mostly) need not push another out of the cache */
     snapcache *cache = pg_snapcache(w->s);
     if (!cache || w->left > SNAPCACHE_PAGE_MAX || w->snapshot >= w->last) return 0;
-    snapcache_entry *en = snapcache_open(cache, tablet, w->snapshot);
-    if (!en) return 0;
-    int fits = 1;
-    if (snap_cache_update(w, en, tablet, &fits, e) != 0) {
-        snapcache_close(cache, en);
+    *rows = xmalloc((w->left + 1) * sizeof **rows);
+    snap_update u = {w, tablet, e};
+    if (snapcache_take(cache, tablet, w->snapshot, w->last, snap_ended, &u, after, *rows,
+                       w->left + 1, n) != 0)
         return -1;
-    }
-    if (fits) {
-        *rows = xmalloc((w->left + 1) * sizeof **rows);
-        *n = snapcache_after(en, after, *rows, w->left + 1);
-    }
-    snapcache_close(cache, en);
-    if (*n == SIZE_MAX || *n == 0) return 0;
-    buf tids = BUF_INIT, ids = BUF_INIT;
-    tid_array(&tids, *rows, *n);
+    if (*n == SIZE_MAX) return 0;
+    tid_array(tids, *rows, *n);
+    if (*n == 0) return 0;
+    buf ids = BUF_INIT;
     pg_array_start(&ids, PG_ARRAY_BYTEA, *n);
     for (size_t i = 0; i < *n; i++) pg_array_item(&ids, (*rows)[i].id, DOCID_INTERNAL_LEN);
     pg_params p = {0};
-    pgp_array(&p, &tids);
+    pgp_array(&p, tids);
     pgp_array(&p, &ids);
     pgp_i64(&p, tablet);
     pgp_i64(&p, w->snapshot);
     PGresult *r = pg_exec(w->c, snap_check_sql, &p, e);
-    buf_free(&tids);
     buf_free(&ids);
     if (!r) return -1;
     if (pg_i64(r, 0, 0) != (int64_t)*n) *n = SIZE_MAX;
@@ -458,15 +454,13 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, int64_t t
                       const uint8_t *after, tr_err *e) {
     snapcache_row *rows = NULL;
     size_t nrows;
-    if (snap_cached(w, tablet, after, &rows, &nrows, e) != 0) {
+    buf tids = BUF_INIT;
+    if (snap_cached(w, tablet, after, &rows, &nrows, &tids, e) != 0) {
         free(rows);
+        buf_free(&tids);
         return -1;
     }
-    static const uint8_t no_bound[DOCID_INTERNAL_LEN + 1] = {
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* above any id */
-    int cached = nrows != SIZE_MAX, bounded = cached && nrows == w->left + 1;
-    buf tids = BUF_INIT;
+    int cached = nrows != SIZE_MAX;
     pg_params p = {0};
     pgp_i64(&p, tablet);
     pgp_bytes(&p, after ? (const void *)after : "", after ? DOCID_INTERNAL_LEN : 0);
@@ -474,10 +468,10 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, int64_t t
     pgp_i64(&p, w->left < SIZE_MAX ? clamp64(w->left + 1) : INT64_MAX); /* one more: is there? */
     pgp_i64(&p, clamp64(w->max_bytes - w->bytes));
     if (cached) {
-        tid_array(&tids, rows, nrows);
         pgp_array(&p, &tids);
-        pgp_bytes(&p, bounded ? rows[w->left].id : no_bound,
-                  bounded ? DOCID_INTERNAL_LEN : sizeof no_bound);
+        size_t end_len;
+        const uint8_t *end = snapcache_scan_end(rows, nrows, w->left + 1, &end_len);
+        pgp_bytes(&p, end, end_len);
     }
     PGresult *r = pg_exec(w->c, cached ? snap_docs_cached_sql : snap_docs_sql, &p, e);
     buf_free(&tids);

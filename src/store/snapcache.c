@@ -183,3 +183,30 @@ void snapcache_close(snapcache *c, snapcache_entry *en) {
     en->pending = 0;
     pthread_mutex_unlock(&c->mu);
 }
+
+int snapcache_take(snapcache *c, int64_t tablet, int64_t snapshot, int64_t last,
+                   snapcache_update_fn update, void *ctx, const uint8_t *after,
+                   snapcache_row *out, size_t max, size_t *n) {
+    *n = SIZE_MAX;
+    snapcache_entry *en = snapcache_open(c, tablet, snapshot);
+    if (!en) return 0;
+    int fits = 1, rc = 0;
+    if (en->seen < last && (rc = update(ctx, c, en, en->seen, &fits)) == 0 && fits)
+        snapcache_done(c, en, last);
+    if (rc == 0 && fits) *n = snapcache_after(en, after, out, max);
+    snapcache_close(c, en);
+    return rc;
+}
+
+const uint8_t *snapcache_scan_end(const snapcache_row *rows, size_t n, size_t max,
+                                  size_t *len) {
+    static const uint8_t above_all[SNAPCACHE_ID_LEN + 1] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    if (n == max && max > 0) {
+        *len = SNAPCACHE_ID_LEN;
+        return rows[max - 1].id;
+    }
+    *len = sizeof above_all;
+    return above_all;
+}

@@ -66,4 +66,23 @@ size_t snapcache_after(const snapcache_entry *en, const uint8_t *after, snapcach
                        size_t max);
 void snapcache_close(snapcache *c, snapcache_entry *en);
 
+/* What an engine runs for snapcache_take: adds to `en` (snapcache_add) the versions of
+ * the entry's generation valid at its snapshot that commits after `seen` ended, and
+ * stops with *fits = 0 when snapcache_add fails. 0, or -1 when its query failed. */
+typedef int (*snapcache_update_fn)(void *ctx, snapcache *c, snapcache_entry *en, int64_t seen,
+                                   int *fits);
+/* A page's part, all the above in one: brings the entry of (tablet, snapshot) up to the
+ * reader's last commit `last` through `update` when it is behind, then copies up to `max`
+ * rows after `after` into `out`. *n: how many, or SIZE_MAX when the walk's versions do
+ * not fit the cache. 0, or -1 when `update` failed (nothing of it is kept). */
+int snapcache_take(snapcache *c, int64_t tablet, int64_t snapshot, int64_t last,
+                   snapcache_update_fn update, void *ctx, const uint8_t *after,
+                   snapcache_row *out, size_t max, size_t *n);
+/* Where the page's scan of current versions may stop, given the `n` rows snapcache_take
+ * gave it of the `max` it asked for: at the last of them when it got them all (the page
+ * fills before any id past it), else nowhere (an id above every 16-byte id; n may be
+ * SIZE_MAX). *len: its length in bytes. */
+const uint8_t *snapcache_scan_end(const snapcache_row *rows, size_t n, size_t max,
+                                  size_t *len);
+
 #endif

@@ -1434,27 +1434,42 @@ static sqlite3_stmt *snap_pick(sqlite3_stmt *a, int ra, sqlite3_stmt *b, int rb)
     return memcmp(ia, ib, sizeof ia) < 0 ? a : b;
 }
 
-/* Brings the walk's cache entry up to this reader's last commit: the versions valid at
- * the snapshot that commits since the entry's last update ended. */
-static int snap_cache_update(snap_walk *w, snapcache_entry *en, int64_t tablet, int *fits,
-                             tr_err *e) {
-    int64_t seen = snapcache_seen(en);
-    if (seen >= w->last) return 0;
-    sqlite3_stmt *st = stmt(w->c, S_READ_SNAP_ENDED, e);
+/* A page's cache update (snapcache_update_fn): the versions of generation `tablet`
+ * valid at the snapshot that commits after `seen` ended. */
+typedef struct snap_update {
+    snap_walk *w;
+    int64_t tablet;
+    tr_err *e;
+} snap_update;
+
+static int snap_ended(void *ctx, snapcache *c, snapcache_entry *en, int64_t seen, int *fits) {
+    snap_update *u = ctx;
+    sqlite3_stmt *st = stmt(u->w->c, S_READ_SNAP_ENDED, u->e);
     if (!st) return -1;
-    sqlite3_bind_int64(st, 1, tablet);
-    sqlite3_bind_int64(st, 2, w->snapshot);
+    sqlite3_bind_int64(st, 1, u->tablet);
+    sqlite3_bind_int64(st, 2, u->w->snapshot);
     sqlite3_bind_int64(st, 3, seen);
     int rc = SQLITE_DONE;
     while (*fits && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint8_t id[DOCID_INTERNAL_LEN];
         blob16(st, 0, id);
-        *fits = snapcache_add(w->s->snaps, en, id, sqlite3_column_int64(st, 1)) == 0;
+        *fits = snapcache_add(c, en, id, sqlite3_column_int64(st, 1)) == 0;
     }
     sqlite3_reset(st);
-    if (*fits && rc != SQLITE_DONE) return sq_error(w->c->db, rc, e);
-    if (*fits) snapcache_done(w->s->snaps, en, w->last);
-    return 0;
+    return *fits && rc != SQLITE_DONE ? sq_error(u->w->c->db, rc, u->e) : 0;
+}
+
+/* Positions S_READ_SNAP_AT on the cached old version rows[i], if this reader sees it
+ * there; SQLITE_DONE when it does not, or past the last. */
+static int snap_cached_step(sqlite3_stmt *at, int64_t tablet, int64_t snapshot,
+                            const snapcache_row *rows, size_t n, size_t i) {
+    sqlite3_reset(at);
+    if (i >= n) return SQLITE_DONE;
+    sqlite3_bind_int64(at, 1, rows[i].addr);
+    sqlite3_bind_int64(at, 2, tablet);
+    sqlite3_bind_blob(at, 3, rows[i].id, DOCID_INTERNAL_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(at, 4, snapshot);
+    return sqlite3_step(at);
 }
 
 /* The old versions the page may take from the cache (snapcache.h): into *rows (*n, at
@@ -1467,44 +1482,20 @@ static int snap_cached(snap_walk *w, int64_t tablet, const uint8_t *after, snapc
     /* nothing ended after a snapshot of the last commit: the plain query is cheap, and
      * its walk (one page, mostly) need not push another out of the cache */
     if (!w->s->snaps || w->left > SNAPCACHE_PAGE_MAX || w->snapshot >= w->last) return 0;
-    snapcache_entry *en = snapcache_open(w->s->snaps, tablet, w->snapshot);
-    if (!en) return 0;
-    int fits = 1;
-    if (snap_cache_update(w, en, tablet, &fits, e) != 0) {
-        snapcache_close(w->s->snaps, en);
+    *rows = xmalloc((w->left + 1) * sizeof **rows);
+    snap_update u = {w, tablet, e};
+    if (snapcache_take(w->s->snaps, tablet, w->snapshot, w->last, snap_ended, &u, after, *rows,
+                       w->left + 1, n) != 0)
         return -1;
-    }
-    if (fits) {
-        *rows = xmalloc((w->left + 1) * sizeof **rows);
-        *n = snapcache_after(en, after, *rows, w->left + 1);
-    }
-    snapcache_close(w->s->snaps, en);
     sqlite3_stmt *at = stmt(w->c, S_READ_SNAP_AT, e);
     if (!at) return -1;
     for (size_t i = 0; *n != SIZE_MAX && i < *n; i++) {
-        int found;
-        sqlite3_bind_int64(at, 1, (*rows)[i].addr);
-        sqlite3_bind_int64(at, 2, tablet);
-        sqlite3_bind_blob(at, 3, (*rows)[i].id, DOCID_INTERNAL_LEN, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(at, 4, w->snapshot);
-        if (read_row(w->c, at, &found, e) != 0) return -1;
-        if (found) sqlite3_reset(at);
-        else *n = SIZE_MAX;
+        int rc = snap_cached_step(at, tablet, w->snapshot, *rows, *n, i);
+        if (rc == SQLITE_DONE) *n = SIZE_MAX;
+        else if (rc != SQLITE_ROW) return sq_error(w->c->db, rc, e);
     }
-    return 0;
-}
-
-/* Positions S_READ_SNAP_AT on the cached old version rows[i] (checked by snap_cached,
- * in the same read transaction); SQLITE_DONE past the last. */
-static int snap_cached_step(sqlite3_stmt *at, int64_t tablet, int64_t snapshot,
-                            const snapcache_row *rows, size_t n, size_t i) {
     sqlite3_reset(at);
-    if (i >= n) return SQLITE_DONE;
-    sqlite3_bind_int64(at, 1, rows[i].addr);
-    sqlite3_bind_int64(at, 2, tablet);
-    sqlite3_bind_blob(at, 3, rows[i].id, DOCID_INTERNAL_LEN, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(at, 4, snapshot);
-    return sqlite3_step(at);
+    return 0;
 }
 
 /* The documents of one table as of the snapshot, after id `after` (alen bytes; 0: from
@@ -1539,13 +1530,10 @@ static int snap_table(snap_walk *w, uint32_t number, const char *name, const uin
     /* When the cache gives the page more old versions than it has room for, current
      * versions past the last of them cannot make the page: their scan stops there
      * instead of reading every document changed since the snapshot (they are skipped,
-     * and after a big import that is most of the table). 17 bytes of 0xff: above any id. */
-    static const uint8_t no_bound[DOCID_INTERNAL_LEN + 1] = {
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    int bounded = cached && nrows == w->left + 1;
-    sqlite3_bind_blob(q[0], 5, bounded ? rows[w->left].id : no_bound,
-                      bounded ? DOCID_INTERNAL_LEN : (int)sizeof no_bound, SQLITE_TRANSIENT);
+     * and after a big import that is most of the table). */
+    size_t end_len;
+    const uint8_t *end = snapcache_scan_end(rows, nrows, w->left + 1, &end_len);
+    sqlite3_bind_blob(q[0], 5, end, (int)end_len, SQLITE_TRANSIENT);
     int r[2];
     for (int i = 0; i < 2 - cached; i++) {
         sqlite3_bind_int64(q[i], 1, tablet);

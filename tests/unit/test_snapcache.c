@@ -3,7 +3,10 @@
  * order after any cursor whatever order they were added in, later additions merge in
  * (a row seen twice is kept once, at the address the later update gave), a failed
  * update is forgotten, a walk whose rows do not fit gives up for good while the cache
- * goes on serving others, and entries are dropped least recently used first.
+ * goes on serving others, and entries are dropped least recently used first; a page's
+ * take updates only when the entry is behind and keeps nothing of a failed update, and
+ * the scan of current versions ends at the last cached row only when the page got all
+ * the rows it asked for.
  */
 #include "unit.h"
 
@@ -265,6 +268,83 @@ static void walkers_on_threads_keep_their_own_rows(void **state) {
     snapcache_free(c);
 }
 
+/* An update for snapcache_take that adds ids from `next` on, `step` of them per call,
+ * and records the `seen` it was called with; it fails on demand. */
+typedef struct fake_update {
+    uint32_t next, step;
+    int calls, fail;
+    int64_t seen;
+} fake_update;
+
+static int fake_ended(void *ctx, snapcache *c, snapcache_entry *en, int64_t seen, int *fits) {
+    fake_update *f = ctx;
+    f->calls++;
+    f->seen = seen;
+    for (uint32_t i = 0; i < f->step && *fits; i++) {
+        uint8_t id[SNAPCACHE_ID_LEN];
+        id_of(f->next + i, id);
+        *fits = snapcache_add(c, en, id, f->next + i) == 0;
+    }
+    if (f->fail) return -1;
+    f->next += f->step;
+    return 0;
+}
+
+static void take_updates_only_when_behind_and_keeps_nothing_of_a_failed_update(void **state) {
+    (void)state;
+    snapcache *c = snapcache_new(100);
+    fake_update f = {.next = 1, .step = 5};
+    snapcache_row out[100];
+    size_t n;
+    assert_int_equal(snapcache_take(c, 7, 10, 20, fake_ended, &f, NULL, out, 100, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(f.seen, 10); /* a new entry: from the snapshot on */
+    assert_int_equal(snapcache_take(c, 7, 10, 20, fake_ended, &f, NULL, out, 100, &n), 0);
+    assert_int_equal(f.calls, 1); /* not behind: no update */
+    assert_int_equal(n, 5);
+    uint8_t after[SNAPCACHE_ID_LEN];
+    id_of(3, after);
+    assert_int_equal(snapcache_take(c, 7, 10, 30, fake_ended, &f, after, out, 4, &n), 0);
+    assert_int_equal(f.seen, 20);
+    assert_int_equal(n, 4);
+    assert_int_equal(num_of(out[0].id), 4);
+    assert_int_equal(num_of(out[3].id), 7);
+
+    f.fail = 1;
+    assert_int_equal(snapcache_take(c, 7, 10, 40, fake_ended, &f, NULL, out, 100, &n), -1);
+    f.fail = 0;
+    assert_int_equal(snapcache_take(c, 7, 10, 40, fake_ended, &f, NULL, out, 100, &n), 0);
+    assert_int_equal(f.seen, 30); /* the failed update did not count */
+    assert_int_equal(n, 15);
+    for (size_t i = 0; i < n; i++) assert_int_equal(num_of(out[i].id), i + 1);
+
+    f.step = 200; /* more than the whole cache: the walk gives up for good */
+    assert_int_equal(snapcache_take(c, 7, 10, 50, fake_ended, &f, NULL, out, 100, &n), 0);
+    assert_int_equal(n, SIZE_MAX);
+    int calls = f.calls;
+    assert_int_equal(snapcache_take(c, 7, 10, 60, fake_ended, &f, NULL, out, 100, &n), 0);
+    assert_int_equal(n, SIZE_MAX);
+    assert_int_equal(f.calls, calls);
+    snapcache_free(c);
+}
+
+static void the_scan_ends_at_the_last_row_only_when_the_page_got_all_it_asked(void **state) {
+    (void)state;
+    snapcache_row rows[3];
+    for (uint32_t i = 0; i < 3; i++) id_of(10 * (i + 1), rows[i].id);
+    size_t len;
+    const uint8_t *end = snapcache_scan_end(rows, 3, 3, &len);
+    assert_ptr_equal(end, rows[2].id);
+    assert_int_equal(len, SNAPCACHE_ID_LEN);
+    for (size_t n = 0; n < 3; n++) {
+        end = snapcache_scan_end(rows, n, 3, &len);
+        assert_int_equal(len, SNAPCACHE_ID_LEN + 1);
+        for (size_t i = 0; i < len; i++) assert_int_equal(end[i], 0xff);
+    }
+    end = snapcache_scan_end(NULL, SIZE_MAX, 3, &len);
+    assert_int_equal(len, SNAPCACHE_ID_LEN + 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rows_after_a_cursor_come_in_id_order),
@@ -274,6 +354,8 @@ int main(void) {
         cmocka_unit_test(a_walk_that_does_not_fit_is_marked_and_others_make_room),
         cmocka_unit_test(entries_are_dropped_least_recently_used_first),
         cmocka_unit_test(walkers_on_threads_keep_their_own_rows),
+        cmocka_unit_test(take_updates_only_when_behind_and_keeps_nothing_of_a_failed_update),
+        cmocka_unit_test(the_scan_ends_at_the_last_row_only_when_the_page_got_all_it_asked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
